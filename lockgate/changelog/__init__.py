@@ -1,0 +1,1 @@
+"""The changelog: every mutation as one serial-numbered, hash-chained entry."""

@@ -1,0 +1,233 @@
+"""The projection: how each changelog entry kind changes the state tables.
+
+Entries name things by natural keys (user, index, project, version, filename),
+never by row ids, so the same entry applies on another node or after an import.
+Appliers are idempotent upserts where that is natural, so replaying is safe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lockgate.accounts.models import User
+from lockgate.indexes.models import Index
+from lockgate.packages.models import Project, Release, ReleaseFile
+
+Applier = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+APPLIERS: dict[str, Applier] = {}
+
+
+class UnknownEntryKind(ValueError):
+    pass
+
+
+def applier(kind: str) -> Callable[[Applier], Applier]:
+    def register(func: Applier) -> Applier:
+        APPLIERS[kind] = func
+        return func
+
+    return register
+
+
+async def apply_entry(session: AsyncSession, kind: str, payload: dict[str, Any]) -> None:
+    try:
+        func = APPLIERS[kind]
+    except KeyError:
+        raise UnknownEntryKind(f"unknown changelog entry kind {kind!r}") from None
+    await func(session, payload)
+
+
+async def _index(session: AsyncSession, user: str, name: str) -> Index:
+    return (
+        await session.execute(select(Index).where(Index.user_name == user, Index.name == name))
+    ).scalar_one()
+
+
+async def _project(session: AsyncSession, index_id: int, project: str) -> Project | None:
+    return (
+        await session.execute(
+            select(Project).where(
+                Project.index_id == index_id, Project.name == canonicalize_name(project)
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def _release(session: AsyncSession, project_id: int, version: str) -> Release | None:
+    return (
+        await session.execute(
+            select(Release).where(Release.project_id == project_id, Release.version == version)
+        )
+    ).scalar_one_or_none()
+
+
+@applier("user.put")
+async def _user_put(session: AsyncSession, p: dict[str, Any]) -> None:
+    user = (await session.execute(select(User).where(User.name == p["name"]))).scalar_one_or_none()
+    if user is None:
+        session.add(
+            User(
+                name=p["name"],
+                password_hash=p["password_hash"],
+                email=p.get("email"),
+                created_at=p["created_at"],
+            )
+        )
+    else:
+        user.password_hash = p["password_hash"]
+        user.email = p.get("email")
+    await session.flush()
+
+
+@applier("user.delete")
+async def _user_delete(session: AsyncSession, p: dict[str, Any]) -> None:
+    index_ids = select(Index.id).where(Index.user_name == p["name"])
+    await _delete_index_contents(session, index_ids)
+    await session.execute(delete(Index).where(Index.user_name == p["name"]))
+    await session.execute(delete(User).where(User.name == p["name"]))
+
+
+@applier("index.put")
+async def _index_put(session: AsyncSession, p: dict[str, Any]) -> None:
+    existing = (
+        await session.execute(
+            select(Index).where(Index.user_name == p["user"], Index.name == p["name"])
+        )
+    ).scalar_one_or_none()
+    config = json.dumps(p["config"], sort_keys=True)
+    if existing is None:
+        session.add(Index(user_name=p["user"], name=p["name"], type=p["type"], config=config))
+    else:
+        existing.type = p["type"]
+        existing.config = config
+    await session.flush()
+
+
+async def _delete_index_contents(session: AsyncSession, index_ids: Any) -> None:
+    # Explicit deletes rather than relying on ON DELETE CASCADE, which SQLite
+    # only honours with foreign_keys=ON on every connection.
+    project_ids = select(Project.id).where(Project.index_id.in_(index_ids))
+    release_ids = select(Release.id).where(Release.project_id.in_(project_ids))
+    await session.execute(delete(ReleaseFile).where(ReleaseFile.release_id.in_(release_ids)))
+    await session.execute(delete(Release).where(Release.project_id.in_(project_ids)))
+    await session.execute(delete(Project).where(Project.index_id.in_(index_ids)))
+
+
+@applier("index.delete")
+async def _index_delete(session: AsyncSession, p: dict[str, Any]) -> None:
+    index_ids = select(Index.id).where(Index.user_name == p["user"], Index.name == p["name"])
+    await _delete_index_contents(session, index_ids)
+    await session.execute(
+        delete(Index).where(Index.user_name == p["user"], Index.name == p["name"])
+    )
+
+
+@applier("file.add")
+async def _file_add(session: AsyncSession, p: dict[str, Any]) -> None:
+    index = await _index(session, p["user"], p["index"])
+    project = await _project(session, index.id, p["project"])
+    if project is None:
+        project = Project(
+            index_id=index.id, name=canonicalize_name(p["project"]), display_name=p["project"]
+        )
+        session.add(project)
+        await session.flush()
+    else:
+        project.display_name = p["project"]
+    release = await _release(session, project.id, p["version"])
+    if release is None:
+        release = Release(
+            project_id=project.id,
+            version=p["version"],
+            yanked=False,
+            yanked_reason=None,
+            metadata_json=json.dumps(p.get("metadata", {}), sort_keys=True),
+            created_at=p["upload_time"],
+        )
+        session.add(release)
+        await session.flush()
+    await session.execute(
+        delete(ReleaseFile).where(
+            ReleaseFile.index_id == index.id, ReleaseFile.filename == p["filename"]
+        )
+    )
+    session.add(
+        ReleaseFile(
+            release_id=release.id,
+            index_id=index.id,
+            filename=p["filename"],
+            sha256=p["sha256"],
+            blake2_256=p.get("blake2_256"),
+            md5=p.get("md5"),
+            size=p["size"],
+            packagetype=p["packagetype"],
+            python_version=p["python_version"],
+            requires_python=p.get("requires_python"),
+            core_metadata_sha256=p.get("core_metadata_sha256"),
+            upload_time=p["upload_time"],
+            uploader=p.get("uploader"),
+        )
+    )
+    await session.flush()
+
+
+async def _drop_empty(session: AsyncSession, release_id: int, project_id: int) -> None:
+    left = (
+        await session.execute(select(ReleaseFile.id).where(ReleaseFile.release_id == release_id))
+    ).first()
+    if left is None:
+        await session.execute(delete(Release).where(Release.id == release_id))
+    releases_left = (
+        await session.execute(select(Release.id).where(Release.project_id == project_id))
+    ).first()
+    if releases_left is None:
+        await session.execute(delete(Project).where(Project.id == project_id))
+
+
+@applier("file.delete")
+async def _file_delete(session: AsyncSession, p: dict[str, Any]) -> None:
+    index = await _index(session, p["user"], p["index"])
+    row = (
+        await session.execute(
+            select(ReleaseFile, Release.project_id)
+            .join(Release, Release.id == ReleaseFile.release_id)
+            .where(ReleaseFile.index_id == index.id, ReleaseFile.filename == p["filename"])
+        )
+    ).first()
+    if row is None:
+        return
+    file, project_id = row
+    await session.execute(delete(ReleaseFile).where(ReleaseFile.id == file.id))
+    await _drop_empty(session, file.release_id, project_id)
+
+
+@applier("release.delete")
+async def _release_delete(session: AsyncSession, p: dict[str, Any]) -> None:
+    index = await _index(session, p["user"], p["index"])
+    project = await _project(session, index.id, p["project"])
+    if project is None:
+        return
+    release = await _release(session, project.id, p["version"])
+    if release is None:
+        return
+    await session.execute(delete(ReleaseFile).where(ReleaseFile.release_id == release.id))
+    await session.execute(delete(Release).where(Release.id == release.id))
+    await _drop_empty(session, release.id, project.id)
+
+
+@applier("release.yank")
+async def _release_yank(session: AsyncSession, p: dict[str, Any]) -> None:
+    index = await _index(session, p["user"], p["index"])
+    project = await _project(session, index.id, p["project"])
+    release = await _release(session, project.id, p["version"]) if project else None
+    if release is None:
+        return
+    release.yanked = bool(p["yanked"])
+    release.yanked_reason = p.get("reason") if p["yanked"] else None
+    await session.flush()

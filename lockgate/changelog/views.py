@@ -1,0 +1,88 @@
+"""`/+status`, and `/+changelog` for replicas (entries after a serial, long-polled)."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from sqlalchemy import select
+
+from lockgate import __version__
+from lockgate.accounts.services import ROOT_USER
+from lockgate.changelog.models import ChangelogEntry, ServerState
+from lockgate.errors import BadRequest, Forbidden
+from lockgate.server.auth import require_login
+from lockgate.server.keys import DATABASE
+
+MAX_WAIT_SECONDS = 60.0
+MAX_ENTRIES = 1000
+
+
+async def status(request: web.Request) -> web.Response:
+    db = request.app[DATABASE]
+    async with db.read() as session:
+        state = (await session.execute(select(ServerState))).scalar_one()
+    return web.json_response(
+        {
+            "role": "primary",
+            "version": __version__,
+            "server_id": state.server_id,
+            "serial": state.serial,
+            "last_hash": state.last_hash,
+            "database": "sqlite" if db.sqlite else "postgresql",
+        }
+    )
+
+
+def _int_param(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name!r} must be a number") from None
+    if value < 0:
+        raise BadRequest(f"{name!r} must not be negative")
+    return value
+
+
+async def changelog(request: web.Request) -> web.StreamResponse:
+    db = request.app[DATABASE]
+    # Entries carry password hashes: only root (replicas log in as root) reads them.
+    async with db.read() as session:
+        if await require_login(request, session) != ROOT_USER:
+            raise Forbidden("only root may read the changelog")
+    since = int(_int_param(request, "since", 0))
+    wait = min(_int_param(request, "wait", 0), MAX_WAIT_SECONDS)
+    if db.serial <= since and wait > 0:
+        await db.wait_for_serial(since, wait)
+    async with db.read() as session:
+        entries = (
+            await session.execute(
+                select(ChangelogEntry)
+                .where(ChangelogEntry.serial > since)
+                .order_by(ChangelogEntry.serial)
+                .limit(MAX_ENTRIES)
+            )
+        ).scalars()
+        lines = [
+            json.dumps(
+                {
+                    "serial": e.serial,
+                    "created_at": e.created_at,
+                    "kind": e.kind,
+                    "payload": json.loads(e.payload),
+                    "prev_hash": e.prev_hash,
+                    "hash": e.hash,
+                },
+                separators=(",", ":"),
+            )
+            for e in entries
+        ]
+    body = "".join(line + "\n" for line in lines)
+    return web.Response(
+        text=body,
+        content_type="application/x-ndjson",
+        headers={"X-Lockgate-Serial": str(db.serial)},
+    )

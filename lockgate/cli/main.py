@@ -1,0 +1,157 @@
+"""`lockgate` commands: init, serve, migrate, and the user/index admin wrappers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from lockgate import __version__
+from lockgate.cli.admin import index_group, user_group
+from lockgate.config import default_serverdir, load_settings
+
+SERVERDIR_OPTION = click.option(
+    "--serverdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="LOCKGATE_SERVERDIR",
+    default=None,
+    help="Server directory (default: a per-user data directory).",
+)
+
+
+def _serverdir(value: Path | None) -> Path:
+    return (value or default_serverdir()).expanduser().resolve()
+
+
+def _print_password(result_password: str) -> None:
+    click.echo("")
+    click.echo("  Generated password for the 'root' user (shown only this once):")
+    click.echo(f"    {result_password}")
+    click.echo("")
+
+
+def _do_init(settings, *, db_given: bool, root_password: str | None, upstream: str | None) -> None:  # type: ignore[no-untyped-def]
+    from lockgate.accounts.passwords import generate_password
+    from lockgate.serverdir import ServerDirError, init_serverdir
+
+    try:
+        result = init_serverdir(
+            settings,
+            db_url_given=db_given,
+            root_password=root_password,
+            upstream=upstream,
+            generate_password=generate_password,
+        )
+    except ServerDirError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Initialised lockgate server directory {settings.serverdir}")
+    if result.generated:
+        _print_password(result.root_password)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="lockgate")
+def main() -> None:
+    """lockgate: a private Python package index for closed networks."""
+
+
+@main.command()
+@SERVERDIR_OPTION
+@click.option("--db", envvar="LOCKGATE_DB", help="Database URL (default: SQLite in the serverdir).")
+@click.option("--root-password", envvar="LOCKGATE_ROOT_PASSWORD", help="Password for 'root'.")
+@click.option("--upstream", help="Upstream simple index for root/pypi (default: PyPI).")
+def init(
+    serverdir: Path | None, db: str | None, root_password: str | None, upstream: str | None
+) -> None:
+    """Create a server directory, its database, the root user and root/pypi."""
+    settings = load_settings(_serverdir(serverdir), db=db)
+    _do_init(settings, db_given=db is not None, root_password=root_password, upstream=upstream)
+
+
+@main.command()
+@SERVERDIR_OPTION
+@click.option("--db", envvar="LOCKGATE_DB", help="Database URL (only used when initialising).")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 3141).")
+@click.option(
+    "--root-password", envvar="LOCKGATE_ROOT_PASSWORD", help="Root password (first start only)."
+)
+@click.option("--upstream", help="Upstream for root/pypi (first start only).")
+@click.option(
+    "--allow-self-registration/--no-allow-self-registration",
+    default=None,
+    help="Let anyone create a user (default: only root).",
+)
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
+def serve(
+    serverdir: Path | None,
+    db: str | None,
+    host: str | None,
+    port: int | None,
+    root_password: str | None,
+    upstream: str | None,
+    allow_self_registration: bool | None,
+    log_format: str | None,
+) -> None:
+    """Serve the index until SIGINT/SIGTERM (initialising a new directory first)."""
+    from aiohttp import web
+
+    from lockgate.logs import configure_logging
+    from lockgate.server.app import create_app
+    from lockgate.serverdir import ServerDirError, check_serveable, clean_tmp, is_serverdir
+
+    path = _serverdir(serverdir)
+    flags = {
+        "db": db,
+        "host": host,
+        "port": port,
+        "allow_self_registration": allow_self_registration,
+        "log_format": log_format,
+    }
+    settings = load_settings(path, **flags)
+    if not is_serverdir(path):
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise click.ClickException(
+                f"{path} is not empty and is not a lockgate server directory; refusing to use it"
+            )
+        _do_init(settings, db_given=db is not None, root_password=root_password, upstream=upstream)
+        settings = load_settings(path, **flags)
+    try:
+        check_serveable(settings)
+    except ServerDirError as exc:
+        raise click.ClickException(str(exc)) from None
+    clean_tmp(settings)
+    configure_logging(settings.log_format)
+    app = create_app(settings)
+    click.echo(f"lockgate {__version__} serving {path} on http://{settings.host}:{settings.port}/")
+    sys.stdout.flush()
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=30,
+        print=None,
+        access_log=None,
+    )
+
+
+@main.command()
+@SERVERDIR_OPTION
+def migrate(serverdir: Path | None) -> None:
+    """Upgrade the server directory's database schema to this version of lockgate."""
+    from lockgate import migrations
+    from lockgate.serverdir import is_serverdir
+
+    path = _serverdir(serverdir)
+    if not is_serverdir(path):
+        raise click.ClickException(f"{path} is not a lockgate server directory")
+    settings = load_settings(path)
+    before = migrations.current_revision(settings.db_url)
+    migrations.upgrade(settings.db_url)
+    after = migrations.current_revision(settings.db_url)
+    click.echo(f"schema {before} -> {after}" if before != after else f"schema already at {after}")
+
+
+main.add_command(user_group)
+main.add_command(index_group)

@@ -1,0 +1,93 @@
+"""Settings: one frozen object, parsed once from flags, `LOCKGATE_*` variables and
+the server directory's `lockgate.toml`, in that order of precedence."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+CONFIG_FILENAME = "lockgate.toml"
+SQLITE_FILENAME = "lockgate.sqlite"
+DEFAULT_PORT = 3141
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+
+
+def default_serverdir() -> Path:
+    return Path(platformdirs.user_data_dir("lockgate")) / "server"
+
+
+def default_db_url(serverdir: Path) -> str:
+    return f"sqlite:///{serverdir.resolve() / SQLITE_FILENAME}"
+
+
+def read_config_file(serverdir: Path) -> dict[str, Any]:
+    path = serverdir / CONFIG_FILENAME
+    if not path.is_file():
+        return {}
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    server = data.get("server", {})
+    return server if isinstance(server, dict) else {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    serverdir: Path
+    db_url: str
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    allow_self_registration: bool = False
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    log_format: str = "auto"  # auto | json | console
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.serverdir / "blobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.serverdir / "tmp"
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(f"LOCKGATE_{name.upper()}")
+    return value if value not in (None, "") else None
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_settings(serverdir: Path, **flags: Any) -> Settings:
+    """Merge flags (None = not given), environment and the config file."""
+    file_values = read_config_file(serverdir)
+
+    def pick(name: str, default: Any) -> Any:
+        if flags.get(name) is not None:
+            return flags[name]
+        env = _env(name)
+        if env is not None:
+            return env
+        if name in file_values:
+            return file_values[name]
+        return default
+
+    db_url = pick("db", None) or default_db_url(serverdir)
+    return Settings(
+        serverdir=serverdir,
+        db_url=str(db_url),
+        host=str(pick("host", DEFAULT_HOST)),
+        port=int(pick("port", DEFAULT_PORT)),
+        allow_self_registration=_as_bool(pick("allow_self_registration", False)),
+        max_upload_bytes=int(pick("max_upload_bytes", DEFAULT_MAX_UPLOAD_BYTES)),
+        log_format=str(pick("log_format", "auto")),
+    )

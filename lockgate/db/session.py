@@ -1,0 +1,91 @@
+"""The `Database`: engines, read and write transactions, and the serial watcher.
+
+Handlers never commit: they run inside `read()` or `write()`, which commit on
+success and roll back on any exception. After a write commits, waiters on
+`wait_for_serial` wake up (page caches and the changelog long-poll use this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lockgate.changelog.models import ServerState
+from lockgate.db.engine import is_sqlite, make_async_engines
+from lockgate.errors import ServiceUnavailable
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        self.read_engine, self.write_engine = make_async_engines(url)
+        self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        # One writer at a time inside this process on SQLite: its lock is per
+        # database, and queuing here is cheaper than spinning on SQLITE_BUSY.
+        self._write_lock = asyncio.Lock() if self.sqlite else None
+        self.serial = 0
+        self._serial_changed = asyncio.Condition()
+
+    async def dispose(self) -> None:
+        await self.read_engine.dispose()
+        if self.write_engine is not self.read_engine:
+            await self.write_engine.dispose()
+
+    async def load_serial(self) -> int:
+        async with self.read() as session:
+            state = (await session.execute(select(ServerState))).scalar_one_or_none()
+        await self.note_serial(state.serial if state else 0)
+        return self.serial
+
+    async def note_serial(self, serial: int) -> None:
+        if serial > self.serial:
+            self.serial = serial
+            async with self._serial_changed:
+                self._serial_changed.notify_all()
+
+    async def wait_for_serial(self, serial: int, seconds: float) -> bool:
+        """Wait until a serial > `serial` is committed; False on timeout."""
+        try:
+            async with asyncio.timeout(seconds), self._serial_changed:
+                await self._serial_changed.wait_for(lambda: self.serial > serial)
+        except TimeoutError:
+            return False
+        return True
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._read_sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        if self._write_lock is not None:
+            async with self._write_lock, self._write_transaction() as session:
+                yield session
+        else:
+            async with self._write_transaction() as session:
+                yield session
+
+    @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self._write_sessions() as session, session.begin():
+                yield session
+                state_serial = await _current_serial(session)
+        except OperationalError as exc:
+            raise ServiceUnavailable(
+                "the database is unavailable or busy; nothing was changed, try again"
+            ) from exc
+        await self.note_serial(state_serial)
+
+
+async def _current_serial(session: AsyncSession) -> int:
+    state = (await session.execute(select(ServerState.serial))).scalar_one_or_none()
+    return state or 0

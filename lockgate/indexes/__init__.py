@@ -1,0 +1,1 @@
+"""Indexes (`user/index`): their configuration, validation and inheritance chains."""

@@ -1,0 +1,23 @@
+"""The indexes table; the devpi-shaped configuration lives in a JSON column."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lockgate.db.base import Base
+
+
+class Index(Base):
+    __tablename__ = "indexes"
+    __table_args__ = (UniqueConstraint("user_name", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), ForeignKey("users.name", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(16))
+    config: Mapped[str] = mapped_column(Text)
+
+    @property
+    def path(self) -> str:
+        return f"{self.user_name}/{self.name}"

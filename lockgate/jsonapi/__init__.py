@@ -1,0 +1,1 @@
+"""The PyPI-style JSON API (`/{user}/{index}/pypi/{project}/json`)."""

@@ -1,0 +1,157 @@
+"""PyPI JSON API answers (STANDARDS §5) for the projects an index can see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from lockgate.indexes.services import require_index, resolve_chain
+from lockgate.names import is_valid_project_name
+from lockgate.packages.services import ProjectView, VisibleFile, project_files
+from lockgate.server.keys import DATABASE
+
+INFO_FIELDS = {
+    "summary": "summary",
+    "description": "description",
+    "description_content_type": "description_content_type",
+    "author": "author",
+    "author_email": "author_email",
+    "maintainer": "maintainer",
+    "maintainer_email": "maintainer_email",
+    "license": "license",
+    "license_expression": "license_expression",
+    "home_page": "home_page",
+    "download_url": "download_url",
+    "requires_python": "requires_python",
+    "platform": "platform",
+}
+LIST_FIELDS = ("classifiers", "requires_dist", "provides_extra", "dynamic", "license_files")
+
+
+def _not_found() -> web.Response:
+    return web.json_response({"message": "Not Found"}, status=404)
+
+
+def _sort_key(version: str) -> tuple[int, Any]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+def _latest(view: ProjectView) -> str:
+    yanked = {f.version for f in view.files if f.yanked}
+    unyanked = [v for v in view.versions if v not in yanked] or list(view.versions)
+    stable = [v for v in unyanked if _sort_key(v)[0] and not Version(v).is_prerelease]
+    return max(stable or unyanked, key=_sort_key)
+
+
+def _file_json(f: VisibleFile, base: str) -> dict[str, Any]:
+    upload = f.upload_time.rstrip("Z")
+    return {
+        "filename": f.filename,
+        "url": base + f.url_path,
+        "packagetype": f.packagetype,
+        "python_version": f.python_version,
+        "size": f.size,
+        "digests": {"md5": f.md5, "sha256": f.sha256, "blake2b_256": f.blake2_256},
+        "md5_digest": f.md5,
+        "upload_time": upload.split(".")[0],
+        "upload_time_iso_8601": f.upload_time,
+        "requires_python": f.requires_python,
+        "yanked": f.yanked,
+        "yanked_reason": f.yanked_reason,
+        "core-metadata": ({"sha256": f.core_metadata_sha256} if f.core_metadata_sha256 else False),
+        "comment_text": "",
+        "has_sig": False,
+        "downloads": -1,
+    }
+
+
+def _info(view: ProjectView, version: str, base: str, index_path: str) -> dict[str, Any]:
+    files = [f for f in view.files if f.version == version]
+    metadata: dict[str, Any] = files[0].metadata if files else {}
+    info: dict[str, Any] = {"name": view.display_name, "version": version}
+    for key, source in INFO_FIELDS.items():
+        value = metadata.get(source)
+        info[key] = value if isinstance(value, str) and value else None
+    for key in LIST_FIELDS:
+        value = metadata.get(key)
+        info[key] = list(value) if isinstance(value, list) else ([value] if value else [])
+    info["requires_dist"] = info["requires_dist"] or None
+    keywords = metadata.get("keywords")
+    info["keywords"] = keywords if isinstance(keywords, str) else ""
+    urls = metadata.get("project_urls")
+    if isinstance(urls, list):
+        info["project_urls"] = {
+            label.strip(): url.strip()
+            for label, _, url in (item.partition(",") for item in urls)
+            if url.strip()
+        } or None
+    else:
+        info["project_urls"] = None
+    if files and files[0].requires_python:
+        info["requires_python"] = files[0].requires_python
+    project_url = f"{base}/{index_path}/pypi/{view.name}/"
+    info.update(
+        {
+            "package_url": project_url,
+            "project_url": project_url,
+            "release_url": f"{project_url}{version}/",
+            "docs_url": None,
+            "bugtrack_url": None,
+            "downloads": {"last_day": -1, "last_week": -1, "last_month": -1},
+            "yanked": any(f.yanked for f in files),
+            "yanked_reason": next((f.yanked_reason for f in files if f.yanked), None),
+        }
+    )
+    return info
+
+
+async def project_json(request: web.Request) -> web.Response:
+    user, name = request.match_info["user"], request.match_info["index"]
+    project = request.match_info["project"]
+    version = request.match_info.get("version")
+    if not is_valid_project_name(project):
+        return _not_found()
+    normalized = canonicalize_name(project)
+    if normalized != project:
+        suffix = f"{version}/json" if version else "json"
+        raise web.HTTPMovedPermanently(f"/{user}/{name}/pypi/{normalized}/{suffix}")
+    db = request.app[DATABASE]
+    serial = db.serial
+    async with db.read() as session:
+        index = await require_index(session, user, name)
+        view = await project_files(session, await resolve_chain(session, index), normalized)
+    if view is None or not view.versions:
+        return _not_found()
+    base = f"{request.scheme}://{request.host}"
+    if version is None:
+        selected = _latest(view)
+    else:
+        matches = [v for v in view.versions if v == version]
+        if not matches:
+            try:
+                wanted = Version(version)
+            except InvalidVersion:
+                return _not_found()
+            matches = [v for v in view.versions if _sort_key(v)[0] and Version(v) == wanted]
+        if not matches:
+            return _not_found()
+        selected = matches[0]
+    body: dict[str, Any] = {
+        "info": _info(view, selected, base, index.path),
+        "last_serial": serial,
+        "urls": [_file_json(f, base) for f in view.files if f.version == selected],
+        "vulnerabilities": [],
+    }
+    if version is None:
+        body["releases"] = {
+            v: [_file_json(f, base) for f in view.files if f.version == v] for v in view.versions
+        }
+    return web.json_response(
+        body, headers={"X-PyPI-Last-Serial": str(serial), "Cache-Control": "max-age=0, public"}
+    )

@@ -1,0 +1,31 @@
+"""Alembic environment: runs migrations on the URL handed over in `config.attributes`."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from lockgate.db.base import load_all_models
+from lockgate.db.engine import is_sqlite, make_sync_engine
+
+config = context.config
+target_metadata = load_all_models()
+
+
+def run_migrations_online() -> None:
+    db_url = config.attributes.get("db_url") or config.get_main_option("sqlalchemy.url")
+    engine = make_sync_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=is_sqlite(db_url),
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,1 @@
+"""Projects, releases and files held by indexes, and the queries over them."""

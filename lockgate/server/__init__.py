@@ -1,0 +1,1 @@
+"""The aiohttp application: factory, routes, middleware and shared keys."""

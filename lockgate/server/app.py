@@ -1,0 +1,43 @@
+"""The application factory: `create_app(settings)` wires every concern together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from lockgate.accounts.services import CredentialCache
+from lockgate.config import Settings
+from lockgate.db.session import Database
+from lockgate.server.keys import BLOBS, CREDENTIALS, DATABASE, PAGES, SETTINGS
+from lockgate.server.middleware import error_middleware, logging_middleware
+from lockgate.server.pagecache import PageCache
+from lockgate.server.routes import setup_routes
+from lockgate.storage.blobs import BlobStore
+
+# Headroom over the file size limit for the form fields around the file.
+UPLOAD_OVERHEAD_BYTES = 32 * 1024 * 1024
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    database = Database(app[SETTINGS].db_url)
+    await database.load_serial()
+    app[DATABASE] = database
+    yield
+    await database.dispose()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[logging_middleware, error_middleware],
+        client_max_size=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES,
+    )
+    app[SETTINGS] = settings
+    blobs = BlobStore(settings.blob_dir, settings.tmp_dir)
+    blobs.ensure_dirs()
+    app[BLOBS] = blobs
+    app[CREDENTIALS] = CredentialCache()
+    app[PAGES] = PageCache()
+    app.cleanup_ctx.append(_database_ctx)
+    setup_routes(app)
+    return app

@@ -1,0 +1,17 @@
+"""Typed application keys for the objects every handler shares."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from lockgate.accounts.services import CredentialCache
+from lockgate.config import Settings
+from lockgate.db.session import Database
+from lockgate.server.pagecache import PageCache
+from lockgate.storage.blobs import BlobStore
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+BLOBS = web.AppKey("blobs", BlobStore)
+CREDENTIALS = web.AppKey("credentials", CredentialCache)
+PAGES = web.AppKey("pages", PageCache)

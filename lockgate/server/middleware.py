@@ -1,0 +1,86 @@
+"""Middleware: request logging with a request id, and errors mapped to HTTP in one place."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from lockgate.errors import LockgateError, Unauthorized
+from lockgate.server.auth import REALM
+
+log = structlog.get_logger("lockgate.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _reason(message: str) -> str:
+    # The HTTP reason phrase carries the message too (twine shows it); it must
+    # be one line of latin-1.
+    line = " ".join(message.split())
+    return line.encode("latin-1", "replace").decode("latin-1")[:300]
+
+
+def error_response(request: web.Request, status: int, message: str) -> web.Response:
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = REALM
+    accept = request.headers.get("Accept", "")
+    if "application/json" in accept or request.content_type == "application/json":
+        return web.json_response(
+            {"message": message, "status": status},
+            status=status,
+            reason=_reason(message),
+            headers=headers,
+        )
+    return web.Response(
+        status=status,
+        reason=_reason(message),
+        text=message + "\n",
+        content_type="text/plain",
+        headers=headers,
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except LockgateError as exc:
+        if isinstance(exc, Unauthorized):
+            structlog.contextvars.bind_contextvars(auth_failed=True)
+        return error_response(request, exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.text and exc.content_type == "text/plain":
+            return error_response(request, exc.status, exc.text.strip())
+        raise
+
+
+@web.middleware
+async def logging_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    structlog.contextvars.clear_contextvars()
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception:
+        log.exception("unhandled error", method=request.method, path=request.path)
+        raise
+    finally:
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )

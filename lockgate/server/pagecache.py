@@ -1,0 +1,44 @@
+"""Rendered pages cached in memory, valid for exactly one serial.
+
+Any committed change bumps the serial and so invalidates every entry: coarse,
+but never stale, which is what lets new uploads show at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    serial: int
+    body: bytes
+    content_type: str
+    etag: str
+
+
+def strong_etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+class PageCache:
+    def __init__(self, limit: int = 4096) -> None:
+        self._pages: OrderedDict[tuple[str, ...], CachedPage] = OrderedDict()
+        self._limit = limit
+
+    def get(self, key: tuple[str, ...], serial: int) -> CachedPage | None:
+        page = self._pages.get(key)
+        if page is None or page.serial != serial:
+            return None
+        self._pages.move_to_end(key)
+        return page
+
+    def put(self, key: tuple[str, ...], serial: int, body: bytes, content_type: str) -> CachedPage:
+        page = CachedPage(serial, body, content_type, strong_etag(body))
+        self._pages[key] = page
+        self._pages.move_to_end(key)
+        while len(self._pages) > self._limit:
+            self._pages.popitem(last=False)
+        return page

@@ -1,0 +1,65 @@
+"""Every URL, method and handler in one table.
+
+Literal segments starting with '+' are registered before the `{project}`-style
+catch-alls, and user/index/project patterns never match a leading '+'.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from lockgate.accounts import views as accounts
+from lockgate.changelog import views as changelog
+from lockgate.indexes import views as indexes
+from lockgate.jsonapi import views as jsonapi
+from lockgate.packages import views as packages
+from lockgate.simple import views as simple
+from lockgate.uploads import views as uploads
+
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+PROJECT = r"[^+/][^/]*"
+HASH = r"[0-9a-fA-F]{8,64}"
+FILENAME = r"[^/]+"
+
+U = f"{{user:{NAME}}}"
+I = f"{{index:{NAME}}}"  # noqa: E741 - reads as a path segment name
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/", accounts.root_listing, name="root")
+    r.add_get("/+status", changelog.status, name="status")
+    r.add_get("/+changelog", changelog.changelog, name="changelog")
+
+    r.add_get(f"/{U}/{I}/+simple/", simple.simple_list, name="simple_list")
+    r.add_get(f"/{U}/{I}/+simple", simple.simple_list_redirect)
+    r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}/", simple.simple_project, name="simple")
+    r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}", simple.simple_project)
+
+    file_path = f"/{U}/{I}/+f/{{hash:{HASH}}}/{{filename:{FILENAME}}}"
+    r.add_get(file_path, packages.serve_file, name="file")
+    r.add_delete(file_path, packages.delete_file)
+
+    r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/json", jsonapi.project_json)
+    r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/json/", jsonapi.project_json)
+    r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/{{version:[^/]+}}/json", jsonapi.project_json)
+    r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/{{version:[^/]+}}/json/", jsonapi.project_json)
+
+    release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:[^/+][^/]*}}"
+    r.add_delete(release, packages.delete_release)
+    r.add_patch(release, packages.patch_release)
+
+    # Twine posts to the index URL with or without the trailing slash; never redirect.
+    r.add_post(f"/{U}/{I}/", uploads.upload, name="upload")
+    r.add_post(f"/{U}/{I}", uploads.upload)
+
+    r.add_get(f"/{U}/{I}", indexes.get_index_view, name="index")
+    r.add_get(f"/{U}/{I}/", indexes.get_index_view)
+    r.add_put(f"/{U}/{I}", indexes.put_index)
+    r.add_patch(f"/{U}/{I}", indexes.patch_index)
+    r.add_delete(f"/{U}/{I}", indexes.delete_index_view)
+
+    r.add_get(f"/{U}", accounts.get_user_view, name="user")
+    r.add_put(f"/{U}", accounts.put_user)
+    r.add_patch(f"/{U}", accounts.patch_user)
+    r.add_delete(f"/{U}", accounts.delete_user_view)

@@ -1,0 +1,163 @@
+"""The server directory: creating it (`init`), and checking it before serving.
+
+Layout: `lockgate.toml` (marks the directory and holds settings),
+`lockgate.sqlite` (embedded database, unless another URL is configured),
+`blobs/` (content-addressed files) and `tmp/` (uploads and downloads in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from lockgate import migrations
+from lockgate.accounts.services import ROOT_USER, create_user
+from lockgate.changelog.models import ServerState
+from lockgate.changelog.writer import GENESIS_HASH
+from lockgate.config import CONFIG_FILENAME, Settings
+from lockgate.db.engine import DatabaseURLError, normalize_url
+from lockgate.db.session import Database
+from lockgate.indexes.services import PYPI_SIMPLE_URL, create_index
+
+FORMAT_VERSION = 1
+
+
+class ServerDirError(Exception):
+    """The server directory cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class InitResult:
+    root_password: str
+    generated: bool
+
+
+def is_serverdir(path: Path) -> bool:
+    return (path / CONFIG_FILENAME).is_file()
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _write_config(path: Path, db_url: str | None) -> None:
+    lines = ["[server]", f"format = {FORMAT_VERSION}"]
+    if db_url:
+        lines.append(f"db = {_toml_string(db_url)}")
+    target = path / CONFIG_FILENAME
+    temp = target.with_suffix(".tmp")
+    temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    temp.replace(target)
+
+
+def check_can_init(path: Path) -> None:
+    if is_serverdir(path):
+        raise ServerDirError(
+            f"{path} is already a lockgate server directory; nothing was changed "
+            "(use `lockgate serve` to run it, or pick another --serverdir)"
+        )
+    if path.exists() and not path.is_dir():
+        raise ServerDirError(f"{path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        raise ServerDirError(
+            f"{path} is not empty and is not a lockgate server directory; "
+            "refusing to initialise it (pick an empty or new directory)"
+        )
+
+
+async def _bootstrap(settings: Settings, root_password: str, upstream: str) -> None:
+    database = Database(settings.db_url)
+    try:
+        async with database.write() as session:
+            if (await session.execute(select(ServerState))).scalar_one_or_none() is not None:
+                raise ServerDirError(
+                    "the database already holds a lockgate server; "
+                    "refusing to initialise over it (use an empty database)"
+                )
+            session.add(
+                ServerState(id=1, server_id=uuid.uuid4().hex, serial=0, last_hash=GENESIS_HASH)
+            )
+            await session.flush()
+            await create_user(session, ROOT_USER, {"password": root_password})
+            await create_index(
+                session,
+                ROOT_USER,
+                "pypi",
+                {"type": "mirror", "mirror_url": upstream, "title": "PyPI mirror"},
+            )
+    finally:
+        await database.dispose()
+
+
+def init_serverdir(
+    settings: Settings,
+    *,
+    db_url_given: bool,
+    root_password: str | None,
+    upstream: str | None,
+    generate_password: Callable[[], str],
+) -> InitResult:
+    path = settings.serverdir
+    check_can_init(path)
+    try:
+        normalize_url(settings.db_url)
+    except DatabaseURLError as exc:
+        raise ServerDirError(str(exc)) from None
+    created = not path.exists()
+    password = root_password or generate_password()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        settings.blob_dir.mkdir(exist_ok=True)
+        settings.tmp_dir.mkdir(exist_ok=True)
+        migrations.upgrade(settings.db_url)
+        asyncio.run(_bootstrap(settings, password, upstream or PYPI_SIMPLE_URL))
+        _write_config(path, settings.db_url if db_url_given else None)
+    except BaseException:
+        # Leave the directory as it was found: a half-made server dir would
+        # otherwise be refused by every later command.
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            for child in path.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+    return InitResult(root_password=password, generated=root_password is None)
+
+
+def clean_tmp(settings: Settings) -> int:
+    """Remove temp files left by a crash; no request is in flight at start-up."""
+    removed = 0
+    if settings.tmp_dir.is_dir():
+        for child in settings.tmp_dir.iterdir():
+            if child.is_file():
+                child.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def check_serveable(settings: Settings) -> None:
+    path = settings.serverdir
+    if not is_serverdir(path):
+        raise ServerDirError(
+            f"{path} is not a lockgate server directory (no {CONFIG_FILENAME}); "
+            "run `lockgate init --serverdir DIR` or point --serverdir at an existing one"
+        )
+    try:
+        current = migrations.current_revision(settings.db_url)
+    except Exception as exc:  # noqa: BLE001 - any driver error means "cannot open"
+        raise ServerDirError(f"cannot open the database: {exc}") from None
+    head = migrations.head_revision()
+    if current != head:
+        raise ServerDirError(
+            f"the database schema is at revision {current!r} but this lockgate needs {head!r}; "
+            f"run `lockgate migrate --serverdir {path}` first"
+        )

@@ -1,0 +1,68 @@
+"""Content negotiation for the simple API (PEP 691), in one function."""
+
+from __future__ import annotations
+
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+TEXT_HTML = "text/html"
+
+# Ties at equal q go to the first entry: PyPI's order, so `*/*` yields text/html.
+SERVED = (TEXT_HTML, HTML_V1, JSON_V1)
+ALIASES = {
+    "application/vnd.pypi.simple.latest+json": JSON_V1,
+    "application/vnd.pypi.simple.latest+html": HTML_V1,
+}
+
+
+def _parse(accept: str) -> list[tuple[str, float]]:
+    ranges: list[tuple[str, float]] = []
+    for item in accept.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        media = parts[0].lower()
+        if not media:
+            continue
+        q = 1.0
+        for param in parts[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = max(0.0, min(1.0, float(value.strip())))
+                except ValueError:
+                    q = 0.0
+        ranges.append((ALIASES.get(media, media), q))
+    return ranges
+
+
+def _quality(served: str, ranges: list[tuple[str, float]]) -> float:
+    """q of the most specific range matching `served` (exact > type/* > */*)."""
+    main = served.split("/")[0]
+    best_specificity, best_q = -1, 0.0
+    for media, q in ranges:
+        if media == served:
+            specificity = 2
+        elif media == f"{main}/*":
+            specificity = 1
+        elif media == "*/*":
+            specificity = 0
+        else:
+            continue
+        if specificity > best_specificity:
+            best_specificity, best_q = specificity, q
+    return best_q
+
+
+def negotiate(accept: str | None, format_param: str | None = None) -> str | None:
+    """The content type to send, or None when nothing acceptable (answer 406)."""
+    if format_param:
+        wanted = ALIASES.get(format_param.strip().lower(), format_param.strip().lower())
+        if wanted in SERVED:
+            return wanted
+    if accept is None or not accept.strip():
+        return TEXT_HTML
+    ranges = _parse(accept)
+    best, best_q = None, 0.0
+    for served in SERVED:
+        q = _quality(served, ranges)
+        if q > best_q:
+            best, best_q = served, q
+    return best

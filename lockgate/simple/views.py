@@ -1,0 +1,104 @@
+"""Handlers for `/{user}/{index}/+simple/` and `/{user}/{index}/+simple/{project}/`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from packaging.utils import canonicalize_name
+
+from lockgate.errors import LockgateError, NotFound
+from lockgate.indexes.services import require_index, resolve_chain
+from lockgate.names import is_valid_project_name
+from lockgate.packages.services import project_files, project_names
+from lockgate.server.keys import DATABASE, PAGES
+from lockgate.server.pagecache import CachedPage
+from lockgate.simple.negotiation import JSON_V1, SERVED, TEXT_HTML, negotiate
+from lockgate.simple.render import (
+    project_list,
+    project_page,
+    render_json,
+    render_list_html,
+    render_project_html,
+)
+
+# Pages revalidate on every use (cheap: strong ETag, 304) so uploads show at once.
+SIMPLE_CACHE_CONTROL = "max-age=0, must-revalidate, public"
+
+
+class NotAcceptable(LockgateError):
+    status = 406
+
+
+def _content_type(request: web.Request) -> str:
+    chosen = negotiate(request.headers.get("Accept"), request.query.get("format"))
+    if chosen is None:
+        raise NotAcceptable(
+            "none of the simple API's content types is acceptable; ask for one of: "
+            + ", ".join(SERVED)
+        )
+    return chosen
+
+
+def _respond(request: web.Request, page: CachedPage, serial: int) -> web.Response:
+    headers = {
+        "ETag": page.etag,
+        "Cache-Control": SIMPLE_CACHE_CONTROL,
+        "Vary": "Accept",
+        "X-PyPI-Last-Serial": str(serial),
+    }
+    if page.etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+        return web.Response(status=304, headers=headers)
+    content_type = page.content_type
+    if content_type == TEXT_HTML:
+        content_type = "text/html; charset=utf-8"
+    headers["Content-Type"] = content_type
+    return web.Response(body=page.body, headers=headers)
+
+
+async def simple_list(request: web.Request) -> web.Response:
+    user, name = request.match_info["user"], request.match_info["index"]
+    content_type = _content_type(request)
+    db, pages = request.app[DATABASE], request.app[PAGES]
+    serial = db.serial
+    key = ("list", user, name, content_type)
+    cached = pages.get(key, serial)
+    if cached is None:
+        async with db.read() as session:
+            index = await require_index(session, user, name)
+            names = await project_names(session, await resolve_chain(session, index))
+        page = project_list(names, serial)
+        body = render_json(page) if content_type == JSON_V1 else render_list_html(page)
+        cached = pages.put(key, serial, body, content_type)
+    return _respond(request, cached, serial)
+
+
+async def simple_project(request: web.Request) -> web.Response:
+    user, name = request.match_info["user"], request.match_info["index"]
+    project = request.match_info["project"]
+    if not is_valid_project_name(project):
+        raise NotFound(f"{project!r} is not a valid project name")
+    normalized = canonicalize_name(project)
+    if normalized != project or not request.path.endswith("/"):
+        location = f"/{user}/{name}/+simple/{normalized}/"
+        if request.query_string:
+            location += "?" + request.query_string
+        raise web.HTTPMovedPermanently(location)
+    content_type = _content_type(request)
+    db, pages = request.app[DATABASE], request.app[PAGES]
+    serial = db.serial
+    key = ("project", user, name, normalized, content_type)
+    cached = pages.get(key, serial)
+    if cached is None:
+        async with db.read() as session:
+            index = await require_index(session, user, name)
+            view = await project_files(session, await resolve_chain(session, index), normalized)
+        if view is None:
+            raise NotFound(f"project {normalized!r} not found on index {user}/{name}")
+        page = project_page(view, "../../../../", serial)
+        body = render_json(page) if content_type == JSON_V1 else render_project_html(page)
+        cached = pages.put(key, serial, body, content_type)
+    return _respond(request, cached, serial)
+
+
+async def simple_list_redirect(request: web.Request) -> web.Response:
+    user, name = request.match_info["user"], request.match_info["index"]
+    raise web.HTTPMovedPermanently(f"/{user}/{name}/+simple/")

@@ -1,0 +1,237 @@
+"""The legacy upload API (`POST /{user}/{index}/`), as twine, uv and poetry speak it.
+
+The body streams to a temp file while it is hashed; nothing is stored under
+`blobs/` or in the database until every check has passed, and the temp file is
+removed on any refusal or broken connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import IO
+
+import structlog
+from aiohttp import BodyPartReader, web
+from aiohttp.client_exceptions import ClientPayloadError
+from packaging.utils import canonicalize_name
+
+from lockgate.accounts.services import get_user
+from lockgate.changelog.writer import record, utcnow_iso
+from lockgate.errors import BadRequest, Conflict, Forbidden, LockgateError, Unauthorized
+from lockgate.indexes.services import require_index
+from lockgate.packages.services import find_own_file
+from lockgate.server.auth import basic_credentials, require_upload_permission
+from lockgate.server.keys import BLOBS, CREDENTIALS, DATABASE, SETTINGS
+from lockgate.storage.blobs import BlobStore, Digests, HashingWriter
+from lockgate.uploads.validation import (
+    CheckedDistribution,
+    UploadForm,
+    UploadRejected,
+    check_distribution,
+    check_filename,
+    parse_upload_form,
+)
+
+log = structlog.get_logger("lockgate.upload")
+
+CHUNK = 256 * 1024
+MAX_FORM_FIELD_BYTES = 16 * 1024 * 1024
+MAX_FORM_FIELDS = 2000
+
+
+class UploadError(LockgateError):
+    """An upload refusal, worded as Warehouse words it."""
+
+
+async def _authenticate(request: web.Request) -> str:
+    credentials = basic_credentials(request)
+    if credentials is None:
+        raise Unauthorized(
+            "Invalid or non-existent authentication information: "
+            "upload with your lockgate user name and password."
+        )
+    name, password = credentials
+    async with request.app[DATABASE].read() as session:
+        user = await get_user(session, name)
+    if user is None or not await request.app[CREDENTIALS].verify(
+        name, password, user.password_hash
+    ):
+        raise Forbidden(
+            "Invalid or non-existent authentication information: wrong user or password."
+        )
+    return name
+
+
+async def _read_body(
+    request: web.Request, blobs: BlobStore, limit: int
+) -> tuple[dict[str, list[str]], str | None, Path | None, Digests | None]:
+    """Read the multipart form: text fields into memory, `content` into a temp file."""
+    fields: dict[str, list[str]] = {key: list(request.query.getall(key)) for key in request.query}
+    filename: str | None = None
+    temp: Path | None = None
+    digests: Digests | None = None
+    field_bytes = 0
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError) as exc:
+        raise BadRequest(f"the upload must be multipart/form-data ({exc})") from None
+    try:
+        count = 0
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("nested multipart bodies are not supported")
+            count += 1
+            if count > MAX_FORM_FIELDS:
+                raise BadRequest("too many form fields in the upload")
+            if part.name == "content":
+                if temp is not None:
+                    raise BadRequest("the upload carries more than one 'content' file")
+                if not part.filename:
+                    raise BadRequest("Upload payload does not have a file.")
+                filename = part.filename
+                handle, temp = blobs.new_temp()
+                digests = await _stream_to_file(part, handle, limit, filename)
+            elif part.filename is not None and part.name != "gpg_signature":
+                raise BadRequest(f"{part.name}: Should not be a tuple.")
+            elif part.name == "gpg_signature":
+                await part.release()
+            else:
+                value = await part.read(decode=False)
+                field_bytes += len(value)
+                if field_bytes > MAX_FORM_FIELD_BYTES:
+                    raise BadRequest("the upload's metadata fields are too large")
+                try:
+                    text = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BadRequest(f"field {part.name!r} is not valid UTF-8") from None
+                fields.setdefault(part.name or "", []).append(text)
+    except (ClientPayloadError, ValueError, asyncio.IncompleteReadError, ConnectionError) as exc:
+        if temp is not None:
+            blobs.discard(temp)
+        raise BadRequest(f"the upload body is malformed or was cut short ({exc})") from None
+    except BaseException:
+        if temp is not None:
+            blobs.discard(temp)
+        raise
+    return fields, filename, temp, digests
+
+
+async def _stream_to_file(
+    part: BodyPartReader, handle: IO[bytes], limit: int, filename: str
+) -> Digests:
+    writer = HashingWriter(handle)
+    with handle:
+        while True:
+            chunk = await part.read_chunk(CHUNK)
+            if not chunk:
+                break
+            writer.write(chunk)
+            if writer.size > limit:
+                raise BadRequest(
+                    f"File too large. Limit for project '{filename.split('-')[0]}' is "
+                    f"{limit // (1024 * 1024)} MB."
+                )
+        handle.flush()
+        await asyncio.to_thread(os.fsync, handle.fileno())
+    return writer.digests()
+
+
+async def upload(request: web.Request) -> web.Response:
+    settings, blobs, db = request.app[SETTINGS], request.app[BLOBS], request.app[DATABASE]
+    user, index_name = request.match_info["user"], request.match_info["index"]
+    actor = await _authenticate(request)
+    async with db.read() as session:
+        index = await require_index(session, user, index_name)
+    if index.is_mirror:
+        raise Forbidden(f"index {index.path} is a mirror: upload to a stage index instead")
+    fields, filename, temp, digests = await _read_body(request, blobs, settings.max_upload_bytes)
+    try:
+        try:
+            form: UploadForm = parse_upload_form(fields)
+            if temp is None or filename is None or digests is None:
+                raise UploadRejected("Upload payload does not have a file.")
+            require_upload_permission(actor, index, form.name)
+            check_filename(form, filename)
+            checked: CheckedDistribution = await asyncio.to_thread(
+                check_distribution,
+                form,
+                filename,
+                temp,
+                {"sha256": digests.sha256, "blake2_256": digests.blake2_256, "md5": digests.md5},
+            )
+        except UploadRejected as exc:
+            raise UploadError(exc.message, exc.status) from None
+        return await _store(
+            request, index.user, index.name, actor, form, filename, temp, digests, checked
+        )
+    finally:
+        if temp is not None:
+            blobs.discard(temp)
+
+
+async def _store(
+    request: web.Request,
+    user: str,
+    index_name: str,
+    actor: str,
+    form: UploadForm,
+    filename: str,
+    temp: Path,
+    digests: Digests,
+    checked: CheckedDistribution,
+) -> web.Response:
+    blobs, db = request.app[BLOBS], request.app[DATABASE]
+    # Blobs first (fsynced and renamed), rows second: a crash in between leaves
+    # only an unreferenced blob, which gc removes.
+    await asyncio.to_thread(blobs.commit_temp, temp, digests.sha256)
+    metadata_sha256 = None
+    if checked.core_metadata is not None:
+        metadata_sha256 = await asyncio.to_thread(blobs.put_bytes, checked.core_metadata)
+    async with db.write() as session:
+        index = await require_index(session, user, index_name)
+        existing = await find_own_file(session, index, filename)
+        if existing is not None:
+            if existing[0].sha256 == digests.sha256:
+                log.info("upload identical to stored file", filename=filename)
+                return web.Response(text="", headers={"X-Lockgate-Serial": str(db.serial)})
+            if not index.volatile:
+                raise Conflict(
+                    f"File already exists ('{filename}', with sha256 hash "
+                    f"'{existing[0].sha256}'). Index {index.path} is not volatile, so files "
+                    "cannot be overwritten: upload a new version."
+                )
+        serial = await record(
+            session,
+            "file.add",
+            {
+                "user": index.user,
+                "index": index.name,
+                "project": checked.project,
+                "version": checked.version,
+                "filename": filename,
+                "sha256": digests.sha256,
+                "blake2_256": digests.blake2_256,
+                "md5": digests.md5,
+                "size": digests.size,
+                "packagetype": checked.packagetype,
+                "python_version": checked.python_version,
+                "requires_python": checked.requires_python,
+                "core_metadata_sha256": metadata_sha256,
+                "upload_time": utcnow_iso(),
+                "uploader": actor,
+                "metadata": checked.metadata,
+            },
+        )
+    log.info(
+        "uploaded",
+        index=f"{user}/{index_name}",
+        project=canonicalize_name(checked.project),
+        filename=filename,
+        serial=serial,
+    )
+    return web.Response(text="", headers={"X-Lockgate-Serial": str(serial)})
