@@ -449,6 +449,11 @@ def test_summary_too_long() -> None:
     assert exc.message == f"'summary' field must be 512 characters or less. {SEE_CORE_METADATA}"
 
 
+def test_summary_must_be_one_line() -> None:
+    exc = rejected(parse_upload_form, fields({"summary": "two\nlines"}))
+    assert exc.message == f"'summary' is invalid: must be a single line. {SEE_CORE_METADATA}"
+
+
 def test_error_order_metadata_version_name_version_first() -> None:
     # Everything is wrong; the metadata version is reported, then name, then version.
     bad = {"metadata_version": "9.9", "name": "-x", "version": "nope", "filetype": "egg"}
@@ -519,7 +524,7 @@ def test_filename_length_counts_bytes() -> None:
 
 
 @pytest.mark.parametrize(
-    "filename", ["", "foo_bar-1.0.egg", "foo_bar-1.0.exe", "foo_bar-1.0.tar.bz2", ".whl"[1:]]
+    "filename", ["", "foo_bar-1.0.egg", "foo_bar-1.0.exe", "foo_bar-1.0.tar.bz2", "whl"]
 )
 def test_filename_bad_extension(filename: str) -> None:
     exc = rejected(check_filename, WHEEL_FORM, filename)
@@ -685,11 +690,12 @@ def test_zip_bomb(tmp_path: Path) -> None:
     # ~70 MiB of zeros deflates to ~70 KB: over 64 MiB in total and far over 50x.
     path = tmp_path / "foo_bar-1.0-py3-none-any.whl"
     build_wheel(tmp_path)
-    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("foo_bar/zeros.bin", "w") as member:
-            chunk = bytes(1024 * 1024)
-            for _ in range(70):
-                member.write(chunk)
+    with (
+        zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("foo_bar/zeros.bin", "w") as member,
+    ):
+        for _ in range(70):
+            member.write(bytes(1024 * 1024))
     assert path.stat().st_size < 1024 * 1024
     exc = rejected(check, path)
     assert exc.message == "Invalid distribution file. File exceeds compression ratio of 50"
@@ -700,7 +706,9 @@ def test_large_but_incompressible_wheel_is_fine(
 ) -> None:
     # Over the size floor but at a normal ratio: accepted (floor lowered to keep this fast).
     monkeypatch.setattr(validation, "COMPRESSION_RATIO_MIN_SIZE", 1024)
-    path = build_wheel(tmp_path, extra=[("foo_bar/blob.bin", bytes(range(256)) * 64)])
+    path = build_wheel(
+        tmp_path, extra=[("foo_bar/blob.bin", hashlib.shake_256(b"blob").digest(16384))]
+    )
     assert check(path).project == "foo_bar"
 
 
@@ -824,9 +832,8 @@ def test_wheel_dist_info_for_another_project(tmp_path: Path) -> None:
 def test_invalid_wheel_filename(tmp_path: Path) -> None:
     path = build_wheel(tmp_path, "foo_bar-1.0-py3-none.whl")
     exc = rejected(check, path)
-    assert exc.message == (
-        "Invalid wheel filename (wrong number of parts): 'foo_bar-1.0-py3-none.whl'"
-    )
+    # packaging's own text, passed through as PyPI does (it quotes the stem).
+    assert exc.message.startswith("Invalid wheel filename (wrong number of parts): 'foo_bar-1.0")
 
 
 def test_wheel_filename_for_another_project(tmp_path: Path) -> None:
@@ -1076,22 +1083,22 @@ def test_truncated_sdist(tmp_path: Path) -> None:
 
 
 def test_sdist_gzip_bomb(tmp_path: Path) -> None:
-    class Zeros(io.RawIOBase):
-        def readinto(self, buffer: Any) -> int:
-            view = memoryview(buffer)
-            view[:] = bytes(len(view))
-            return len(view)
+    class Zeros:
+        """An endless file of zero bytes, so the 70 MiB never sit in memory."""
+
+        def read(self, size: int = -1) -> bytes:
+            return bytes(max(size, 0))
 
     info = tarfile.TarInfo("foo_bar-1.0/zeros.bin")
     info.size = 70 * 1024 * 1024
-    path = build_sdist(tmp_path, extra=[(info, None)])
-    with tarfile.open(path, "w:gz") as archive:  # rebuild with the zeros streamed in
+    path = tmp_path / "foo_bar-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
         for member, data in [
             tar_special("foo_bar-1.0", tarfile.DIRTYPE),
             tar_file("foo_bar-1.0/PKG-INFO", metadata_bytes()),
         ]:
             archive.addfile(member, io.BytesIO(data) if data is not None else None)
-        archive.addfile(info, io.BufferedReader(Zeros()))
+        archive.addfile(info, Zeros())  # type: ignore[arg-type]
     assert path.stat().st_size < 1024 * 1024
     exc = rejected(check, path)
     assert exc.message == "Invalid distribution file. File exceeds compression ratio of 50"

@@ -1,0 +1,1 @@
+"""Legacy (twine-compatible) upload handling: form and distribution-file validation."""
