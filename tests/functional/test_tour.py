@@ -11,7 +11,10 @@ from tests.support.server import Clients, LockgateServer
 
 
 def _import_version(target: Path, module: str) -> str:
-    code = f"import sys; sys.path.insert(0, {str(target)!r}); import {module}; print({module}.__version__)"
+    code = (
+        f"import sys; sys.path.insert(0, {str(target)!r}); "
+        f"import {module}; print({module}.__version__)"
+    )
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

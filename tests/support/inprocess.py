@@ -1,0 +1,51 @@
+"""A bootstrapped lockgate database used in-process, for service-level tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from lockgate import migrations
+from lockgate.accounts.services import ROOT_USER, create_user
+from lockgate.changelog.models import ServerState
+from lockgate.changelog.writer import GENESIS_HASH, record, utcnow_iso
+from lockgate.db.session import Database
+from lockgate.indexes.services import create_index
+
+
+async def bootstrap(url: str) -> Database:
+    await asyncio.to_thread(migrations.upgrade, url)
+    db = Database(url)
+    async with db.write() as session:
+        session.add(ServerState(id=1, server_id=uuid.uuid4().hex, serial=0, last_hash=GENESIS_HASH))
+        await session.flush()
+        await create_user(session, ROOT_USER, {"password": "root"})
+        await create_index(session, ROOT_USER, "pypi", {"type": "mirror"})
+    return db
+
+
+async def add_file(
+    db: Database, index: str, project: str, version: str, filename: str, sha256: str, **extra: Any
+) -> int:
+    """Record a file as the upload and mirror paths do (blob content is not needed here)."""
+    user, name = index.split("/")
+    async with db.write() as session:
+        return await record(
+            session,
+            "file.add",
+            {
+                "user": user,
+                "index": name,
+                "project": project,
+                "version": version,
+                "filename": filename,
+                "sha256": sha256,
+                "size": 1,
+                "packagetype": "bdist_wheel",
+                "python_version": "py3",
+                "upload_time": utcnow_iso(),
+                "metadata": {},
+                **extra,
+            },
+        )
