@@ -15,6 +15,7 @@ from lockgate.packages.services import find_own_file, find_release
 from lockgate.server.auth import require_login, require_upload_permission
 from lockgate.server.http import api_response, read_json_object
 from lockgate.server.keys import BLOBS, DATABASE
+from lockgate.simple.views import if_none_match
 
 FILE_CACHE_CONTROL = "max-age=365000000, immutable, public"
 METADATA_SUFFIX = ".metadata"
@@ -30,7 +31,7 @@ def _blob_response(request: web.Request, sha256: str, content_type: str) -> web.
         "Content-Type": content_type,
         "ETag": etag,
     }
-    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+    if if_none_match(request, etag):
         return web.Response(status=304, headers=headers)
     response = web.FileResponse(path, headers=headers)
     return response

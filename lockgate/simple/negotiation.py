@@ -54,7 +54,10 @@ def _quality(served: str, ranges: list[tuple[str, float]]) -> float:
 def negotiate(accept: str | None, format_param: str | None = None) -> str | None:
     """The content type to send, or None when nothing acceptable (answer 406)."""
     if format_param:
-        wanted = ALIASES.get(format_param.strip().lower(), format_param.strip().lower())
+        # `?format=application/vnd.pypi.simple.v1+json` written unencoded (as in the
+        # spec's own example) arrives with the '+' decoded to a space: undo that.
+        requested = format_param.strip().lower().replace(" ", "+")
+        wanted = ALIASES.get(requested, requested)
         if wanted in SERVED:
             return wanted
     if accept is None or not accept.strip():

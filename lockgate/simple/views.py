@@ -38,6 +38,15 @@ def _content_type(request: web.Request) -> str:
     return chosen
 
 
+def if_none_match(request: web.Request, etag: str) -> bool:
+    """RFC 9110 §13.1.2: `*` or any listed tag, compared weakly (`W/` ignored)."""
+    header = request.headers.get("If-None-Match", "").strip()
+    if header == "*":
+        return True
+    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return etag.removeprefix("W/") in tags
+
+
 def _respond(request: web.Request, page: CachedPage, serial: int) -> web.Response:
     headers = {
         "ETag": page.etag,
@@ -45,7 +54,7 @@ def _respond(request: web.Request, page: CachedPage, serial: int) -> web.Respons
         "Vary": "Accept",
         "X-PyPI-Last-Serial": str(serial),
     }
-    if page.etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+    if if_none_match(request, page.etag):
         return web.Response(status=304, headers=headers)
     content_type = page.content_type
     if content_type == TEXT_HTML:
