@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.accounts.models import User
 from lockgate.indexes.models import Index
+from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject, MirrorProjectList
 from lockgate.packages.models import Project, Release, ReleaseFile
 
 Applier = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
@@ -117,6 +118,8 @@ async def _delete_index_contents(session: AsyncSession, index_ids: Any) -> None:
     await session.execute(delete(ReleaseFile).where(ReleaseFile.release_id.in_(release_ids)))
     await session.execute(delete(Release).where(Release.project_id.in_(project_ids)))
     await session.execute(delete(Project).where(Project.index_id.in_(index_ids)))
+    for table in (MirrorLink, MirrorProject, MirrorCachedFile, MirrorProjectList):
+        await session.execute(delete(table).where(table.index_id.in_(index_ids)))
 
 
 @applier("index.delete")
@@ -230,4 +233,105 @@ async def _release_yank(session: AsyncSession, p: dict[str, Any]) -> None:
         return
     release.yanked = bool(p["yanked"])
     release.yanked_reason = p.get("reason") if p["yanked"] else None
+    await session.flush()
+
+
+# --- the mirror cache -------------------------------------------------------
+
+
+@applier("mirror.page")
+async def _mirror_page(session: AsyncSession, p: dict[str, Any]) -> None:
+    """Replace a cached upstream page (project row and all its links)."""
+    index = await _index(session, p["user"], p["index"])
+    name = canonicalize_name(p["project"])
+    project = (
+        await session.execute(
+            select(MirrorProject).where(
+                MirrorProject.index_id == index.id, MirrorProject.name == name
+            )
+        )
+    ).scalar_one_or_none()
+    if project is None:
+        project = MirrorProject(index_id=index.id, name=name, display_name=p["display_name"])
+        session.add(project)
+    project.display_name = p["display_name"]
+    project.status = p.get("status")
+    project.status_reason = p.get("status_reason")
+    project.etag = p.get("etag")
+    project.last_modified = p.get("last_modified")
+    await session.execute(
+        delete(MirrorLink).where(MirrorLink.index_id == index.id, MirrorLink.project == name)
+    )
+    # Another project's page may have listed the same filename before (renames
+    # upstream); the newest page owns it.
+    filenames = [link["filename"] for link in p["links"]]
+    if filenames:
+        await session.execute(
+            delete(MirrorLink).where(
+                MirrorLink.index_id == index.id, MirrorLink.filename.in_(filenames)
+            )
+        )
+    for link in p["links"]:
+        session.add(MirrorLink(index_id=index.id, project=name, **link))
+    await session.flush()
+
+
+@applier("mirror.gone")
+async def _mirror_gone(session: AsyncSession, p: dict[str, Any]) -> None:
+    index = await _index(session, p["user"], p["index"])
+    name = canonicalize_name(p["project"])
+    await session.execute(
+        delete(MirrorLink).where(MirrorLink.index_id == index.id, MirrorLink.project == name)
+    )
+    await session.execute(
+        delete(MirrorProject).where(MirrorProject.index_id == index.id, MirrorProject.name == name)
+    )
+
+
+async def _cached_file(session: AsyncSession, index_id: int, filename: str) -> MirrorCachedFile:
+    row = (
+        await session.execute(
+            select(MirrorCachedFile).where(
+                MirrorCachedFile.index_id == index_id, MirrorCachedFile.filename == filename
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        row = MirrorCachedFile(index_id=index_id, filename=filename)
+        session.add(row)
+    return row
+
+
+@applier("mirror.file")
+async def _mirror_file(session: AsyncSession, p: dict[str, Any]) -> None:
+    index = await _index(session, p["user"], p["index"])
+    row = await _cached_file(session, index.id, p["filename"])
+    row.sha256 = p["sha256"]
+    row.size = p["size"]
+    row.cached_at = p["cached_at"]
+    if p.get("core_metadata_sha256"):
+        row.core_metadata_sha256 = p["core_metadata_sha256"]
+    await session.flush()
+
+
+@applier("mirror.metadata")
+async def _mirror_metadata(session: AsyncSession, p: dict[str, Any]) -> None:
+    index = await _index(session, p["user"], p["index"])
+    row = await _cached_file(session, index.id, p["filename"])
+    row.core_metadata_sha256 = p["sha256"]
+    if row.cached_at is None:
+        row.cached_at = p["cached_at"]
+    await session.flush()
+
+
+@applier("mirror.projectlist")
+async def _mirror_projectlist(session: AsyncSession, p: dict[str, Any]) -> None:
+    index = await _index(session, p["user"], p["index"])
+    row = await session.get(MirrorProjectList, index.id)
+    if row is None:
+        row = MirrorProjectList(index_id=index.id)
+        session.add(row)
+    row.sha256 = p["sha256"]
+    row.count = p["count"]
+    row.fetched_at = p["fetched_at"]
     await session.flush()

@@ -20,6 +20,7 @@ from lockgate.changelog.models import ChangelogEntry, ServerState
 from lockgate.changelog.projection import apply_entry
 from lockgate.changelog.writer import canonical_json, entry_hash
 from lockgate.indexes.models import Index
+from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject, MirrorProjectList
 from lockgate.packages.models import Project, Release, ReleaseFile
 
 
@@ -91,7 +92,15 @@ async def state_digest(session: AsyncSession) -> dict[str, Any]:
     projects = {p.id: p for p in (await session.execute(select(Project))).scalars()}
     releases = {r.id: r for r in (await session.execute(select(Release))).scalars()}
     state = (await session.execute(select(ServerState))).scalar_one()
+    mirror_tables = {
+        table.__tablename__: sorted(
+            (indexes[row.index_id], *_columns(row))
+            for row in (await session.execute(select(table))).scalars()
+        )
+        for table in (MirrorProject, MirrorLink, MirrorCachedFile, MirrorProjectList)
+    }
     return {
+        **mirror_tables,
         "serial": state.serial,
         "last_hash": state.last_hash,
         "users": sorted(
@@ -137,3 +146,12 @@ async def state_digest(session: AsyncSession) -> dict[str, Any]:
             for f in (await session.execute(select(ReleaseFile))).scalars()
         ),
     }
+
+
+def _columns(row: Any) -> tuple[str, ...]:
+    """Every column but row ids, as sortable strings."""
+    return tuple(
+        repr(getattr(row, column.key))
+        for column in row.__table__.columns
+        if column.key not in ("id", "index_id")
+    )

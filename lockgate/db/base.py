@@ -23,6 +23,7 @@ def load_all_models() -> MetaData:
     from lockgate.accounts import models as _accounts  # noqa: F401
     from lockgate.changelog import models as _changelog  # noqa: F401
     from lockgate.indexes import models as _indexes  # noqa: F401
+    from lockgate.mirror import models as _mirror  # noqa: F401
     from lockgate.packages import models as _packages  # noqa: F401
 
     return Base.metadata

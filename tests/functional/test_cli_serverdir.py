@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from lockgate import migrations
+
 from tests.support.server import LOCKGATE, LockgateServer, free_port
 
 
@@ -125,10 +127,12 @@ def test_serve_refuses_an_outdated_schema_until_migrated(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "lockgate migrate" in result.stderr
     with sqlite3.connect(serverdir / "lockgate.sqlite") as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+        conn.execute(
+            "UPDATE alembic_version SET version_num = ?", (migrations.head_revision(),)
+        )
     migrated = _run("migrate", "--serverdir", str(serverdir))
     assert migrated.returncode == 0, migrated.stderr
-    assert "already at 0001" in migrated.stdout
+    assert f"already at {migrations.head_revision()}" in migrated.stdout
 
 
 def test_admin_cli_manages_users_and_indexes(server: LockgateServer) -> None:
