@@ -8,9 +8,9 @@ from aiohttp import web
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from lockgate.indexes.services import require_index, resolve_chain
 from lockgate.names import is_valid_project_name
-from lockgate.packages.services import ProjectView, VisibleFile, project_files
+from lockgate.packages.lookup import lookup_project
+from lockgate.packages.services import ProjectView, VisibleFile
 from lockgate.server.keys import DATABASE
 
 INFO_FIELDS = {
@@ -50,7 +50,7 @@ def _latest(view: ProjectView) -> str:
 
 
 def _file_json(f: VisibleFile, base: str) -> dict[str, Any]:
-    upload = f.upload_time.rstrip("Z")
+    upload = (f.upload_time or "").rstrip("Z")
     return {
         "filename": f.filename,
         "url": base + f.url_path,
@@ -59,7 +59,7 @@ def _file_json(f: VisibleFile, base: str) -> dict[str, Any]:
         "size": f.size,
         "digests": {"md5": f.md5, "sha256": f.sha256, "blake2b_256": f.blake2_256},
         "md5_digest": f.md5,
-        "upload_time": upload.split(".")[0],
+        "upload_time": upload.split(".")[0] or None,
         "upload_time_iso_8601": f.upload_time,
         "requires_python": f.requires_python,
         "yanked": f.yanked,
@@ -123,10 +123,9 @@ async def project_json(request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently(f"/{user}/{name}/pypi/{normalized}/{suffix}")
     db = request.app[DATABASE]
     serial = db.serial
-    async with db.read() as session:
-        index = await require_index(session, user, name)
-        view = await project_files(session, await resolve_chain(session, index), normalized)
-    if view is None or not view.versions:
+    found = await lookup_project(request.app, user, name, normalized)
+    index, view = found.index, found.view
+    if view is None or not view.versions or view.status == "quarantined":
         return _not_found()
     base = f"{request.scheme}://{request.host}"
     if version is None:

@@ -10,15 +10,24 @@ The rules (ARCHITECTURE "Indexes and inheritance"):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from packaging.utils import canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.indexes.services import IndexView
+from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject
 from lockgate.packages.models import Project, Release, ReleaseFile
 
 
@@ -28,23 +37,26 @@ class VisibleFile:
     project: str  # display name
     version: str
     filename: str
-    sha256: str
+    sha256: str | None
     blake2_256: str | None
     md5: str | None
-    size: int
+    size: int | None
     packagetype: str
     python_version: str
     requires_python: str | None
     core_metadata_sha256: str | None
-    upload_time: str
+    upload_time: str | None
     yanked: bool
     yanked_reason: str | None
     metadata: dict[str, Any]
+    core_metadata: bool = False  # metadata available (with or without a known hash)
+    url_key: str | None = None  # the `+f/{key}/` segment when there is no sha256
 
     @property
     def url_path(self) -> str:
         """Server-absolute path of the file (files are served by the index holding them)."""
-        return f"/{self.index.path}/+f/{self.sha256[:16]}/{self.filename}"
+        key = self.sha256[:16] if self.sha256 else self.url_key
+        return f"/{self.index.path}/+f/{key}/{self.filename}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,60 @@ class ProjectView:
     display_name: str
     files: list[VisibleFile]
     versions: list[str]  # every version with files, merged over the chain
+    status: str | None = None  # PEP 792 marker passed on from a mirror
+    status_reason: str | None = None
+
+
+def url_key(url: str) -> str:
+    """`+f` path key for a mirrored file the upstream gave no sha256 for."""
+    return "u" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:15]
+
+
+def version_from_filename(filename: str) -> str:
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        # Legacy names (eggs, odd sdists) stay listed; pip parses them itself.
+        stem = filename.rsplit("/", 1)[-1]
+        parts = stem.split("-")
+        return parts[1] if len(parts) > 1 else ""
+
+
+def _packagetype(filename: str) -> tuple[str, str]:
+    if filename.endswith(".whl"):
+        try:
+            tags = parse_wheel_filename(filename)[3]
+            return "bdist_wheel", ".".join(sorted({t.interpreter for t in tags}))
+        except (InvalidWheelFilename, InvalidVersion):
+            return "bdist_wheel", ""
+    return "sdist", "source"
+
+
+async def mirrors_to_consult(
+    session: AsyncSession, chain: list[IndexView], project: str
+) -> list[IndexView]:
+    """Mirror indexes whose upstream may be asked about `project`.
+
+    None when a stage index in the chain holds the project and has not
+    allowed the name from mirrors: a private name must not even be sent
+    to the upstream.
+    """
+    mirrors = [index for index in chain if index.is_mirror]
+    if not mirrors:
+        return []
+    stages = {index.id: index for index in chain if not index.is_mirror}
+    holders = (
+        await session.execute(
+            select(Project.index_id).where(
+                Project.index_id.in_(stages), Project.name == canonicalize_name(project)
+            )
+        )
+    ).scalars()
+    if all(stages[i].whitelists(project) for i in holders):
+        return mirrors
+    return []
 
 
 async def project_files(
@@ -60,82 +126,145 @@ async def project_files(
 ) -> ProjectView | None:
     """Files of `project` visible from chain[0], or None when no index has it."""
     normalized = canonicalize_name(project)
-    by_id = {index.id: index for index in chain}
+    order = {index.id: position for position, index in enumerate(chain)}
+    stages = {index.id: index for index in chain if not index.is_mirror}
     rows = (
         await session.execute(
             select(Project, Release, ReleaseFile)
             .join(Release, Release.project_id == Project.id)
             .join(ReleaseFile, ReleaseFile.release_id == Release.id)
-            .where(Project.index_id.in_(by_id), Project.name == normalized)
+            .where(Project.index_id.in_(stages), Project.name == normalized)
         )
     ).all()
-    holders = set(
-        (
-            await session.execute(
-                select(Project.index_id).where(
-                    Project.index_id.in_(by_id), Project.name == normalized
-                )
+    candidates: list[tuple[int, VisibleFile]] = []
+    names: list[tuple[int, str]] = []
+    for proj, release, file in rows:
+        names.append((order[proj.index_id], proj.display_name))
+        candidates.append(
+            (
+                order[proj.index_id],
+                VisibleFile(
+                    index=stages[proj.index_id],
+                    project=proj.display_name,
+                    version=release.version,
+                    filename=file.filename,
+                    sha256=file.sha256,
+                    blake2_256=file.blake2_256,
+                    md5=file.md5,
+                    size=file.size,
+                    packagetype=file.packagetype,
+                    python_version=file.python_version,
+                    requires_python=file.requires_python,
+                    core_metadata_sha256=file.core_metadata_sha256,
+                    core_metadata=file.core_metadata_sha256 is not None,
+                    upload_time=file.upload_time,
+                    yanked=release.yanked,
+                    yanked_reason=release.yanked_reason,
+                    metadata=json.loads(release.metadata_json),
+                ),
             )
         )
-        .scalars()
-        .all()
-    )
-    if not holders:
+    status = status_reason = None
+    found = bool(rows)
+    for mirror in await mirrors_to_consult(session, chain, normalized):
+        page = await _mirror_page(session, mirror, normalized)
+        if page is None:
+            continue
+        found = True
+        display, page_status, page_reason, files = page
+        names.append((order[mirror.id], display))
+        if status is None:
+            status, status_reason = page_status, page_reason
+        candidates.extend((order[mirror.id], f) for f in files)
+    if not found:
         return None
-    stage_holders = [by_id[i] for i in holders if not by_id[i].is_mirror]
-    mirrors_allowed = all(stage.whitelists(normalized) for stage in stage_holders)
-    order = {index.id: position for position, index in enumerate(chain)}
     chosen: dict[str, tuple[int, VisibleFile]] = {}
-    display_name = normalized
-    best_display_rank = len(chain)
-    for proj, release, file in rows:
-        index = by_id[proj.index_id]
-        if index.is_mirror and not mirrors_allowed:
-            continue
-        rank = order[proj.index_id]
-        if rank < best_display_rank:
-            best_display_rank, display_name = rank, proj.display_name
-        current = chosen.get(file.filename)
-        if current is not None and current[0] <= rank:
-            continue
-        chosen[file.filename] = (
-            rank,
-            VisibleFile(
-                index=index,
-                project=proj.display_name,
-                version=release.version,
-                filename=file.filename,
-                sha256=file.sha256,
-                blake2_256=file.blake2_256,
-                md5=file.md5,
-                size=file.size,
-                packagetype=file.packagetype,
-                python_version=file.python_version,
-                requires_python=file.requires_python,
-                core_metadata_sha256=file.core_metadata_sha256,
-                upload_time=file.upload_time,
-                yanked=release.yanked,
-                yanked_reason=release.yanked_reason,
-                metadata=json.loads(release.metadata_json),
-            ),
-        )
-    if not chosen and not any(not by_id[i].is_mirror for i in holders):
-        return None
+    for rank, visible in candidates:
+        current = chosen.get(visible.filename)
+        if current is None or rank < current[0]:
+            chosen[visible.filename] = (rank, visible)
     files = sorted((entry for _, entry in chosen.values()), key=lambda f: f.filename)
-    versions = sorted({f.version for f in files})
-    return ProjectView(normalized, display_name, files, versions)
+    if status == "quarantined":
+        files = []
+    versions = sorted({f.version for f in files if f.version})
+    display_name = min(names)[1] if names else normalized
+    return ProjectView(normalized, display_name, files, versions, status, status_reason)
+
+
+async def _mirror_page(
+    session: AsyncSession, mirror: IndexView, project: str
+) -> tuple[str, str | None, str | None, list[VisibleFile]] | None:
+    page = (
+        await session.execute(
+            select(MirrorProject).where(
+                MirrorProject.index_id == mirror.id, MirrorProject.name == project
+            )
+        )
+    ).scalar_one_or_none()
+    if page is None:
+        return None
+    rows = (
+        await session.execute(
+            select(MirrorLink, MirrorCachedFile)
+            .outerjoin(
+                MirrorCachedFile,
+                (MirrorCachedFile.index_id == MirrorLink.index_id)
+                & (MirrorCachedFile.filename == MirrorLink.filename),
+            )
+            .where(MirrorLink.index_id == mirror.id, MirrorLink.project == project)
+        )
+    ).all()
+    files = []
+    for link, cached in rows:
+        metadata_sha256 = (cached.core_metadata_sha256 if cached else None) or (
+            link.core_metadata_sha256
+        )
+        packagetype, python_version = _packagetype(link.filename)
+        files.append(
+            VisibleFile(
+                index=mirror,
+                project=page.display_name,
+                version=version_from_filename(link.filename),
+                filename=link.filename,
+                sha256=link.sha256,
+                blake2_256=None,
+                md5=None,
+                size=link.size if link.size is not None else (cached.size if cached else None),
+                packagetype=packagetype,
+                python_version=python_version,
+                requires_python=link.requires_python,
+                core_metadata_sha256=metadata_sha256,
+                core_metadata=link.core_metadata or metadata_sha256 is not None,
+                upload_time=link.upload_time,
+                yanked=link.yanked,
+                yanked_reason=link.yanked_reason,
+                metadata={},
+                url_key=None if link.sha256 else url_key(link.url),
+            )
+        )
+    return page.display_name, page.status, page.status_reason, files
 
 
 async def project_names(session: AsyncSession, chain: list[IndexView]) -> list[tuple[str, str]]:
-    """(normalized, display) names of every project visible from the chain."""
-    rows = (
+    """(normalized, display) names of every project visible from the chain:
+    stage projects, and the pages its mirrors have cached."""
+    order = {index.id: position for position, index in enumerate(chain)}
+    rows = list(
+        (
+            await session.execute(
+                select(Project.name, Project.display_name, Project.index_id).where(
+                    Project.index_id.in_(order)
+                )
+            )
+        ).all()
+    )
+    rows += (
         await session.execute(
-            select(Project.name, Project.display_name, Project.index_id).where(
-                Project.index_id.in_([index.id for index in chain])
+            select(MirrorProject.name, MirrorProject.display_name, MirrorProject.index_id).where(
+                MirrorProject.index_id.in_(order)
             )
         )
     ).all()
-    order = {index.id: position for position, index in enumerate(chain)}
     names: dict[str, tuple[int, str]] = {}
     for name, display, index_id in rows:
         rank = order[index_id]

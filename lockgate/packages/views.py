@@ -11,30 +11,14 @@ from packaging.version import InvalidVersion, Version
 from lockgate.changelog.writer import record
 from lockgate.errors import BadRequest, Forbidden, NotFound
 from lockgate.indexes.services import IndexView, require_index
+from lockgate.mirror.views import serve_mirror_file
 from lockgate.packages.services import find_own_file, find_release
 from lockgate.server.auth import require_login, require_upload_permission
+from lockgate.server.files import blob_response
 from lockgate.server.http import api_response, read_json_object
-from lockgate.server.keys import BLOBS, DATABASE
-from lockgate.simple.views import if_none_match
+from lockgate.server.keys import DATABASE
 
-FILE_CACHE_CONTROL = "max-age=365000000, immutable, public"
 METADATA_SUFFIX = ".metadata"
-
-
-def _blob_response(request: web.Request, sha256: str, content_type: str) -> web.StreamResponse:
-    path = request.app[BLOBS].path(sha256)
-    if not path.is_file():
-        raise NotFound(f"the stored file for sha256 {sha256} is missing on this server")
-    etag = f'"{sha256}"'
-    headers = {
-        "Cache-Control": FILE_CACHE_CONTROL,
-        "Content-Type": content_type,
-        "ETag": etag,
-    }
-    if if_none_match(request, etag):
-        return web.Response(status=304, headers=headers)
-    response = web.FileResponse(path, headers=headers)
-    return response
 
 
 async def serve_file(request: web.Request) -> web.StreamResponse:
@@ -45,15 +29,20 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
         filename = filename[: -len(METADATA_SUFFIX)]
     async with request.app[DATABASE].read() as session:
         index = await require_index(session, user, name)
-        found = await find_own_file(session, index, filename)
+        if index.is_mirror:
+            found = None
+        else:
+            found = await find_own_file(session, index, filename)
+    if index.is_mirror:
+        return await serve_mirror_file(request, index, prefix, filename, want_metadata)
     if found is None or not found[0].sha256.startswith(prefix.lower()) or len(prefix) < 8:
         raise NotFound(f"file {filename!r} not found on index {user}/{name}")
     file = found[0]
     if want_metadata:
         if not file.core_metadata_sha256:
             raise NotFound(f"no core metadata file is available for {filename!r}")
-        return _blob_response(request, file.core_metadata_sha256, "application/octet-stream")
-    return _blob_response(request, file.sha256, "application/octet-stream")
+        return blob_response(request, file.core_metadata_sha256, "application/octet-stream")
+    return blob_response(request, file.sha256, "application/octet-stream")
 
 
 def _check_version(version: str) -> str:

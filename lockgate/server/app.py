@@ -9,7 +9,9 @@ from aiohttp import web
 from lockgate.accounts.services import CredentialCache
 from lockgate.config import Settings
 from lockgate.db.session import Database
-from lockgate.server.keys import BLOBS, CREDENTIALS, DATABASE, PAGES, SETTINGS
+from lockgate.mirror.services import MirrorService
+from lockgate.mirror.upstream import UpstreamClient
+from lockgate.server.keys import BLOBS, CREDENTIALS, DATABASE, MIRROR, PAGES, SETTINGS
 from lockgate.server.middleware import error_middleware, logging_middleware
 from lockgate.server.pagecache import PageCache
 from lockgate.server.routes import setup_routes
@@ -27,6 +29,15 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await database.dispose()
 
 
+async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
+    upstream = UpstreamClient()
+    await upstream.start()
+    app[MIRROR] = MirrorService(app[DATABASE], upstream, app[BLOBS])
+    yield
+    await app[MIRROR].downloads.close()
+    await upstream.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[logging_middleware, error_middleware],
@@ -39,5 +50,6 @@ def create_app(settings: Settings) -> web.Application:
     app[CREDENTIALS] = CredentialCache()
     app[PAGES] = PageCache()
     app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_mirror_ctx)
     setup_routes(app)
     return app

@@ -7,6 +7,7 @@ from aiohttp import web
 from lockgate.accounts.services import CredentialCache
 from lockgate.config import Settings
 from lockgate.db.session import Database
+from lockgate.mirror.services import MirrorService
 from lockgate.server.pagecache import PageCache
 from lockgate.storage.blobs import BlobStore
 
@@ -15,3 +16,4 @@ DATABASE = web.AppKey("database", Database)
 BLOBS = web.AppKey("blobs", BlobStore)
 CREDENTIALS = web.AppKey("credentials", CredentialCache)
 PAGES = web.AppKey("pages", PageCache)
+MIRROR = web.AppKey("mirror", MirrorService)

@@ -9,6 +9,8 @@ from typing import Any
 from lockgate.packages.services import ProjectView
 
 API_VERSION = "1.1"
+# PEP 792 markers need 1.4; pages carrying them declare it (R1.23).
+STATUS_API_VERSION = "1.4"
 
 
 def _attr(value: str) -> str:
@@ -19,26 +21,38 @@ def project_page(view: ProjectView, root_prefix: str, serial: int) -> dict[str, 
     """PEP 691 project detail; file URLs are relative (`root_prefix` leads to `/`)."""
     files = []
     for f in view.files:
+        core: Any = False
+        if f.core_metadata_sha256:
+            core = {"sha256": f.core_metadata_sha256}
+        elif f.core_metadata:
+            core = True
         entry: dict[str, Any] = {
             "filename": f.filename,
             "url": root_prefix + f.url_path.lstrip("/"),
-            "hashes": {"sha256": f.sha256},
+            # Always present, even empty: uv rejects a page with a file lacking it.
+            "hashes": {"sha256": f.sha256} if f.sha256 else {},
             "requires-python": f.requires_python,
-            "size": f.size,
-            "upload-time": f.upload_time,
             # Never "" (pip and uv disagree on it): a reason string or a bool.
             "yanked": (f.yanked_reason or True) if f.yanked else False,
-            "core-metadata": (
-                {"sha256": f.core_metadata_sha256} if f.core_metadata_sha256 else False
-            ),
+            "core-metadata": core,
         }
+        if f.size is not None:
+            entry["size"] = f.size
+        if f.upload_time:
+            entry["upload-time"] = f.upload_time
         files.append(entry)
-    return {
+    page: dict[str, Any] = {
         "meta": {"api-version": API_VERSION, "_last-serial": serial},
         "name": view.name,
         "versions": view.versions,
         "files": files,
     }
+    if view.status:
+        page["meta"]["api-version"] = STATUS_API_VERSION
+        page["project-status"] = {"status": view.status}
+        if view.status_reason:
+            page["project-status"]["reason"] = view.status_reason
+    return page
 
 
 def project_list(names: list[tuple[str, str]], serial: int) -> dict[str, Any]:
@@ -52,12 +66,15 @@ def render_json(page: dict[str, Any]) -> bytes:
     return json.dumps(page, separators=(",", ":")).encode("utf-8")
 
 
-def _html_document(title: str, body_lines: list[str]) -> bytes:
+def _html_document(
+    title: str, body_lines: list[str], version: str = API_VERSION, meta: list[str] | None = None
+) -> bytes:
     lines = [
         "<!DOCTYPE html>",
         "<html>",
         "  <head>",
-        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        f'    <meta name="pypi:repository-version" content="{version}">',
+        *(meta or []),
         f"    <title>{escape(title)}</title>",
         "  </head>",
         "  <body>",
@@ -73,7 +90,8 @@ def _html_document(title: str, body_lines: list[str]) -> bytes:
 def render_project_html(page: dict[str, Any]) -> bytes:
     links = []
     for f in page["files"]:
-        attrs = [f'href="{_attr(f["url"])}#sha256={f["hashes"]["sha256"]}"']
+        fragment = f"#sha256={f['hashes']['sha256']}" if f["hashes"].get("sha256") else ""
+        attrs = [f'href="{_attr(f["url"])}{fragment}"']
         if f.get("requires-python"):
             attrs.append(f'data-requires-python="{_attr(f["requires-python"])}"')
         yanked = f.get("yanked")
@@ -81,12 +99,20 @@ def render_project_html(page: dict[str, Any]) -> bytes:
             reason = yanked if isinstance(yanked, str) else ""
             attrs.append(f'data-yanked="{_attr(reason)}"')
         core = f.get("core-metadata")
-        if isinstance(core, dict):
-            value = f"sha256={core['sha256']}"
+        if core:
+            value = f"sha256={core['sha256']}" if isinstance(core, dict) else "true"
             attrs.append(f'data-core-metadata="{value}"')
             attrs.append(f'data-dist-info-metadata="{value}"')
         links.append(f"    <a {' '.join(attrs)}>{escape(f['filename'])}</a><br />")
-    return _html_document(f"Links for {page['name']}", links)
+    meta = []
+    status = page.get("project-status")
+    if status:
+        meta.append(f'    <meta name="pypi:project-status" content="{_attr(status["status"])}">')
+        if status.get("reason"):
+            meta.append(
+                f'    <meta name="pypi:project-status-reason" content="{_attr(status["reason"])}">'
+            )
+    return _html_document(f"Links for {page['name']}", links, page["meta"]["api-version"], meta)
 
 
 def render_list_html(page: dict[str, Any]) -> bytes:

@@ -8,7 +8,9 @@ from packaging.utils import canonicalize_name
 from lockgate.errors import LockgateError, NotFound
 from lockgate.indexes.services import require_index, resolve_chain
 from lockgate.names import is_valid_project_name
-from lockgate.packages.services import project_files, project_names
+from lockgate.packages.lookup import lookup_project
+from lockgate.packages.services import project_names
+from lockgate.server.files import if_none_match
 from lockgate.server.keys import DATABASE, PAGES
 from lockgate.server.pagecache import CachedPage
 from lockgate.simple.negotiation import JSON_V1, SERVED, TEXT_HTML, negotiate
@@ -22,6 +24,7 @@ from lockgate.simple.render import (
 
 # Pages revalidate on every use (cheap: strong ETag, 304) so uploads show at once.
 SIMPLE_CACHE_CONTROL = "max-age=0, must-revalidate, public"
+STALE_HEADER = "X-Lockgate-Stale"
 
 
 class NotAcceptable(LockgateError):
@@ -38,22 +41,19 @@ def _content_type(request: web.Request) -> str:
     return chosen
 
 
-def if_none_match(request: web.Request, etag: str) -> bool:
-    """RFC 9110 §13.1.2: `*` or any listed tag, compared weakly (`W/` ignored)."""
-    header = request.headers.get("If-None-Match", "").strip()
-    if header == "*":
-        return True
-    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
-    return etag.removeprefix("W/") in tags
-
-
-def _respond(request: web.Request, page: CachedPage, serial: int) -> web.Response:
+def _respond(
+    request: web.Request, page: CachedPage, serial: int, stale: list[str] | None = None
+) -> web.Response:
     headers = {
         "ETag": page.etag,
         "Cache-Control": SIMPLE_CACHE_CONTROL,
         "Vary": "Accept",
         "X-PyPI-Last-Serial": str(serial),
     }
+    if stale:
+        # The cached page could not be confirmed with the upstream just now.
+        headers[STALE_HEADER] = "upstream unreachable"
+        headers["Warning"] = '110 lockgate "Response is Stale"'
     if if_none_match(request, page.etag):
         return web.Response(status=304, headers=headers)
     content_type = page.content_type
@@ -93,19 +93,15 @@ async def simple_project(request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently(location)
     content_type = _content_type(request)
     db, pages = request.app[DATABASE], request.app[PAGES]
-    serial = db.serial
     key = ("project", user, name, normalized, content_type)
+    found = await lookup_project(request.app, user, name, normalized)
+    serial = db.serial
     cached = pages.get(key, serial)
     if cached is None:
-        async with db.read() as session:
-            index = await require_index(session, user, name)
-            view = await project_files(session, await resolve_chain(session, index), normalized)
-        if view is None:
-            raise NotFound(f"project {normalized!r} not found on index {user}/{name}")
-        page = project_page(view, "../../../../", serial)
+        page = project_page(found.require(normalized), "../../../../", serial)
         body = render_json(page) if content_type == JSON_V1 else render_project_html(page)
         cached = pages.put(key, serial, body, content_type)
-    return _respond(request, cached, serial)
+    return _respond(request, cached, serial, found.stale)
 
 
 async def simple_list_redirect(request: web.Request) -> web.Response:

@@ -12,7 +12,6 @@ from pathlib import Path
 import requests
 
 from lockgate import migrations
-
 from tests.support.server import LOCKGATE, LockgateServer, free_port
 
 
@@ -127,9 +126,7 @@ def test_serve_refuses_an_outdated_schema_until_migrated(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "lockgate migrate" in result.stderr
     with sqlite3.connect(serverdir / "lockgate.sqlite") as conn:
-        conn.execute(
-            "UPDATE alembic_version SET version_num = ?", (migrations.head_revision(),)
-        )
+        conn.execute("UPDATE alembic_version SET version_num = ?", (migrations.head_revision(),))
     migrated = _run("migrate", "--serverdir", str(serverdir))
     assert migrated.returncode == 0, migrated.stderr
     assert f"already at {migrations.head_revision()}" in migrated.stdout

@@ -11,7 +11,7 @@ from lockgate.accounts.services import create_user
 from lockgate.db.session import Database
 from lockgate.indexes.services import create_index, modify_index, require_index, resolve_chain
 from lockgate.packages.services import project_files
-from tests.support.inprocess import add_file, bootstrap
+from tests.support.inprocess import add_file, add_mirror_page, bootstrap
 
 H = {n: f"{n:x}" * 64 for n in range(1, 10)}  # fake sha256 digests
 
@@ -33,9 +33,13 @@ async def _setup(url: str) -> Database:
         await create_index(session, "acme", "dev", {"bases": ["acme/prod"]})
         await create_index(session, "acme", "flip", {"bases": ["root/pypi", "acme/prod"]})
     # What the PyPI mirror holds for the public names.
-    await add_file(db, "root/pypi", "acme.utils", "99.0", "acme_utils-99.0-py3-none-any.whl", H[1])
-    await add_file(db, "root/pypi", "requests", "2.0", "requests-2.0-py3-none-any.whl", H[2])
-    await add_file(db, "root/pypi", "acme-utils", "1.0", "acme_utils-1.0-py3-none-any.whl", H[9])
+    await add_mirror_page(
+        db,
+        "root/pypi",
+        "acme.utils",
+        [("acme_utils-99.0-py3-none-any.whl", H[1]), ("acme_utils-1.0-py3-none-any.whl", H[9])],
+    )
+    await add_mirror_page(db, "root/pypi", "requests", [("requests-2.0-py3-none-any.whl", H[2])])
     return db
 
 

@@ -49,3 +49,40 @@ async def add_file(
                 **extra,
             },
         )
+
+
+async def add_mirror_page(
+    db: Database, index: str, project: str, links: list[tuple[str, str]], **page: Any
+) -> int:
+    """Record a cached upstream page as the mirror does: links are (filename, sha256)."""
+    user, name = index.split("/")
+    async with db.write() as session:
+        return await record(
+            session,
+            "mirror.page",
+            {
+                "user": user,
+                "index": name,
+                "project": project,
+                "display_name": project,
+                "status": page.get("status"),
+                "status_reason": page.get("status_reason"),
+                "etag": None,
+                "last_modified": None,
+                "links": [
+                    {
+                        "filename": filename,
+                        "url": f"https://files.example/{filename}",
+                        "sha256": sha256,
+                        "requires_python": None,
+                        "yanked": False,
+                        "yanked_reason": None,
+                        "core_metadata": False,
+                        "core_metadata_sha256": None,
+                        "size": 1,
+                        "upload_time": None,
+                    }
+                    for filename, sha256 in links
+                ],
+            },
+        )

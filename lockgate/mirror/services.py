@@ -1,0 +1,190 @@
+"""Keeping the mirror's cached pages fresh, offline-tolerant and coalesced.
+
+`MirrorService.ensure_page()` is called before a page that involves a mirror
+index is built: it returns at once when the cached page is fresh, otherwise it
+asks the upstream (one request per project at a time, however many clients
+wait), records a `mirror.page` entry only when the page content changed, and
+falls back to the cached page, marked stale, when the upstream is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from packaging.utils import canonicalize_name
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lockgate.changelog.writer import record
+from lockgate.db.session import Database
+from lockgate.indexes.services import IndexView
+from lockgate.mirror.downloads import DownloadCoordinator
+from lockgate.mirror.models import MirrorLink, MirrorProject
+from lockgate.mirror.pages import UpstreamLink
+from lockgate.mirror.upstream import (
+    PageFetch,
+    UpstreamBadData,
+    UpstreamClient,
+    UpstreamUnavailable,
+    strip_credentials,
+)
+from lockgate.storage.blobs import BlobStore
+
+log = structlog.get_logger("lockgate.mirror")
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What the mirror could do for one project page."""
+
+    cached: bool  # a page (possibly empty) is in the database
+    stale: bool  # the upstream could not confirm it just now
+    reason: str | None = None  # why it is stale or missing
+
+
+async def load_cached_page(
+    session: AsyncSession, index_id: int, project: str
+) -> tuple[MirrorProject, list[MirrorLink]] | None:
+    row = (
+        await session.execute(
+            select(MirrorProject).where(
+                MirrorProject.index_id == index_id, MirrorProject.name == project
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    links = (
+        await session.execute(
+            select(MirrorLink)
+            .where(MirrorLink.index_id == index_id, MirrorLink.project == project)
+            .order_by(MirrorLink.filename)
+        )
+    ).scalars()
+    return row, list(links)
+
+
+def _link_payload(link: UpstreamLink) -> dict[str, Any]:
+    data = link.to_json()
+    data["url"] = strip_credentials(link.url)
+    return data
+
+
+def _stored_payload(link: MirrorLink) -> dict[str, Any]:
+    return {
+        "filename": link.filename,
+        "url": link.url,
+        "sha256": link.sha256,
+        "requires_python": link.requires_python,
+        "yanked": link.yanked,
+        "yanked_reason": link.yanked_reason,
+        "core_metadata": link.core_metadata,
+        "core_metadata_sha256": link.core_metadata_sha256,
+        "size": link.size,
+        "upload_time": link.upload_time,
+    }
+
+
+class MirrorService:
+    def __init__(self, db: Database, upstream: UpstreamClient, blobs: BlobStore) -> None:
+        self.db = db
+        self.upstream = upstream
+        self.blobs = blobs
+        self.downloads = DownloadCoordinator(blobs, upstream)
+        self._fresh_until: dict[tuple[str, str], float] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[PageState]] = {}
+
+    def forget(self, index: IndexView, project: str) -> None:
+        """Make the next request for this page ask the upstream (`mirror refresh`)."""
+        self._fresh_until.pop((index.path, canonicalize_name(project)), None)
+
+    async def ensure_page(
+        self, index: IndexView, project: str, *, force: bool = False
+    ) -> PageState:
+        name = canonicalize_name(project)
+        key = (index.path, name)
+        if not force and self._fresh_until.get(key, 0.0) > time.monotonic():
+            return PageState(cached=True, stale=False)
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[PageState] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            state = await self._refresh(index, name)
+            future.set_result(state)
+            return state
+        except BaseException as exc:
+            future.set_exception(exc)
+            # Mark the exception retrieved even when no follower awaited it.
+            future.exception()
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _refresh(self, index: IndexView, name: str) -> PageState:
+        async with self.db.read() as session:
+            cached = await load_cached_page(session, index.id, name)
+        etag = cached[0].etag if cached else None
+        last_modified = cached[0].last_modified if cached else None
+        try:
+            fetched = await self.upstream.fetch_page(index, name, etag, last_modified)
+        except (UpstreamUnavailable, UpstreamBadData) as exc:
+            if cached is None:
+                return PageState(cached=False, stale=True, reason=str(exc))
+            log.warning(
+                "serving stale mirror page", index=index.path, project=name, reason=str(exc)
+            )
+            return PageState(cached=True, stale=True, reason=str(exc))
+        expiry = float(index.config.get("mirror_cache_expiry", 1800))
+        self._fresh_until[(index.path, name)] = time.monotonic() + expiry
+        if fetched.kind == "not_modified":
+            return PageState(cached=cached is not None, stale=False)
+        if fetched.kind == "missing":
+            if cached is not None:
+                await self._record(index, "mirror.gone", {"project": name})
+            return PageState(cached=False, stale=False, reason="not found on the upstream")
+        await self._store_page(index, name, fetched, cached)
+        return PageState(cached=True, stale=False)
+
+    async def _store_page(
+        self,
+        index: IndexView,
+        name: str,
+        fetched: PageFetch,
+        cached: tuple[MirrorProject, list[MirrorLink]] | None,
+    ) -> None:
+        assert fetched.page is not None
+        links = sorted(
+            (_link_payload(link) for link in fetched.page.links), key=lambda d: d["filename"]
+        )
+        # One entry per filename: the last listing wins, as a browser would see it.
+        unique = list({link["filename"]: link for link in links}.values())
+        payload: dict[str, Any] = {
+            "project": name,
+            "display_name": fetched.page.name or name,
+            "status": fetched.page.status,
+            "status_reason": fetched.page.status_reason,
+            "etag": fetched.etag,
+            "last_modified": fetched.last_modified,
+            "links": unique,
+        }
+        if cached is not None:
+            project, stored = cached
+            same = (
+                [_stored_payload(link) for link in stored] == unique
+                and project.status == payload["status"]
+                and project.status_reason == payload["status_reason"]
+                and project.display_name == payload["display_name"]
+            )
+            if same:
+                return  # unchanged: no changelog entry, nothing for replicas to do
+        await self._record(index, "mirror.page", payload)
+
+    async def _record(self, index: IndexView, kind: str, payload: dict[str, Any]) -> int:
+        async with self.db.write() as session:
+            return await record(session, kind, {"user": index.user, "index": index.name, **payload})

@@ -1,0 +1,235 @@
+"""The one upstream client: a shared `ClientSession` with explicit timeouts,
+proxies from the environment, an optional extra CA bundle, credentials taken
+from the mirror URL (never stored with file URLs, never logged), and a short
+circuit breaker so a dead upstream costs one timeout, not one per request."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import structlog
+
+from lockgate import __version__
+from lockgate.indexes.services import IndexView
+from lockgate.mirror.pages import (
+    ACCEPT,
+    JSON_V1,
+    PageFormatError,
+    UpstreamPage,
+    parse_html_page,
+    parse_json_page,
+    parse_project_list,
+)
+
+log = structlog.get_logger("lockgate.mirror")
+
+USER_AGENT = f"lockgate/{__version__} (+mirror)"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_OFFLINE_RETRY = 10.0
+MAX_PAGE_BYTES = 64 * 1024 * 1024
+MAX_LIST_BYTES = 512 * 1024 * 1024
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream could not be reached, timed out or failed (5xx)."""
+
+
+class UpstreamBadData(Exception):
+    """The upstream answered, but with something unusable."""
+
+
+@dataclass(frozen=True)
+class PageFetch:
+    kind: str  # "ok" | "not_modified" | "missing"
+    page: UpstreamPage | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def strip_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{parts.username}:****@{host}", parts.path, parts.query, ""))
+
+
+def mirror_timeout(index: IndexView) -> float:
+    try:
+        return max(0.1, float(index.config.get("mirror_timeout", DEFAULT_TIMEOUT)))
+    except (TypeError, ValueError):
+        return DEFAULT_TIMEOUT
+
+
+class UpstreamClient:
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl: dict[str, ssl.SSLContext] = {}
+        self._down_until: dict[str, float] = {}
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            trust_env=True,  # HTTP(S)_PROXY / NO_PROXY from the environment
+            headers={"User-Agent": USER_AGENT},
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "UpstreamClient.start() was not called"
+        return self._session
+
+    # --- plumbing -----------------------------------------------------------
+    def _ssl_for(self, index: IndexView) -> ssl.SSLContext | bool:
+        bundle = index.config.get("mirror_ca_bundle")
+        if not bundle:
+            return True
+        if bundle not in self._ssl:
+            context = ssl.create_default_context()
+            context.load_verify_locations(cafile=bundle)
+            self._ssl[bundle] = context
+        return self._ssl[bundle]
+
+    def _auth_for(self, index: IndexView, url: str) -> aiohttp.BasicAuth | None:
+        base = urlsplit(index.config.get("mirror_url", ""))
+        target = urlsplit(url)
+        if base.username is None or (base.hostname, base.port) != (target.hostname, target.port):
+            return None
+        return aiohttp.BasicAuth(base.username, base.password or "")
+
+    def is_down(self, index: IndexView) -> bool:
+        return self._down_until.get(index.path, 0.0) > time.monotonic()
+
+    def _mark_down(self, index: IndexView, reason: str) -> None:
+        retry = float(index.config.get("mirror_offline_retry", DEFAULT_OFFLINE_RETRY))
+        self._down_until[index.path] = time.monotonic() + max(0.0, retry)
+        log.warning("upstream unavailable", index=index.path, reason=reason, retry_in_seconds=retry)
+
+    def _mark_up(self, index: IndexView) -> None:
+        if self._down_until.pop(index.path, None) is not None:
+            log.info("upstream reachable again", index=index.path)
+
+    @asynccontextmanager
+    async def get(
+        self,
+        index: IndexView,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        total_timeout: float | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET with this mirror's settings; connection trouble and 5xx raise
+        UpstreamUnavailable (and open the circuit breaker)."""
+        if self.is_down(index):
+            raise UpstreamUnavailable("upstream is marked unreachable; retrying shortly")
+        seconds = mirror_timeout(index)
+        timeout = aiohttp.ClientTimeout(
+            total=total_timeout, sock_connect=seconds, sock_read=seconds
+        )
+        safe_url = strip_credentials(url)
+        try:
+            async with self.session.get(
+                safe_url,
+                headers=headers,
+                timeout=timeout,
+                ssl=self._ssl_for(index),
+                auth=self._auth_for(index, url),
+                allow_redirects=True,
+            ) as response:
+                if response.status >= 500:
+                    reason = f"upstream answered {response.status} for {safe_url}"
+                    self._mark_down(index, reason)
+                    raise UpstreamUnavailable(reason)
+                self._mark_up(index)
+                yield response
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._mark_down(index, reason)
+            raise UpstreamUnavailable(f"upstream unreachable ({reason})") from None
+
+    # --- pages --------------------------------------------------------------
+    def project_url(self, index: IndexView, project: str) -> str:
+        return str(index.config["mirror_url"]).rstrip("/") + f"/{project}/"
+
+    async def fetch_page(
+        self, index: IndexView, project: str, etag: str | None, last_modified: str | None
+    ) -> PageFetch:
+        url = self.project_url(index, project)
+        headers = {"Accept": ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        seconds = mirror_timeout(index)
+        async with self.get(index, url, headers=headers, total_timeout=seconds * 3) as response:
+            if response.status == 304:
+                return PageFetch("not_modified", etag=etag, last_modified=last_modified)
+            if response.status in (404, 410):
+                return PageFetch("missing")
+            if response.status != 200:
+                raise UpstreamBadData(f"upstream answered {response.status} for {project}")
+            body = await self._read_limited(response, MAX_PAGE_BYTES)
+            content_type = response.headers.get("Content-Type", "text/html").lower()
+            final_url = strip_credentials(str(response.url))
+            try:
+                if content_type.startswith(JSON_V1):
+                    page = parse_json_page(body, final_url)
+                else:
+                    page = parse_html_page(body, final_url, response.charset or "utf-8")
+            except PageFormatError as exc:
+                raise UpstreamBadData(str(exc)) from None
+            return PageFetch(
+                "ok",
+                page=page,
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+            )
+
+    async def fetch_project_list(self, index: IndexView) -> list[str]:
+        url = str(index.config["mirror_url"])
+        seconds = mirror_timeout(index)
+        async with self.get(
+            index, url, headers={"Accept": ACCEPT}, total_timeout=max(60.0, seconds * 30)
+        ) as response:
+            if response.status != 200:
+                raise UpstreamBadData(f"upstream answered {response.status} for its project list")
+            body = await self._read_limited(response, MAX_LIST_BYTES)
+            content_type = response.headers.get("Content-Type", "text/html").lower()
+            try:
+                return await asyncio.to_thread(parse_project_list, body, content_type)
+            except PageFormatError as exc:
+                raise UpstreamBadData(str(exc)) from None
+
+    @staticmethod
+    async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamBadData(f"upstream page larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -1,0 +1,50 @@
+"""Looking a project up through an index chain, asking mirrors' upstreams first
+where the dependency-confusion guard allows it. Used by every read API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from packaging.utils import canonicalize_name
+
+from lockgate.errors import NotFound
+from lockgate.indexes.services import IndexView, require_index, resolve_chain
+from lockgate.packages.services import ProjectView, mirrors_to_consult, project_files
+from lockgate.server.keys import DATABASE, MIRROR
+
+
+@dataclass
+class Lookup:
+    index: IndexView
+    view: ProjectView | None
+    stale: list[str] = field(default_factory=list)  # why cached mirror pages are unconfirmed
+    unavailable: list[str] = field(default_factory=list)  # mirrors with no cache and no upstream
+
+    def require(self, project: str) -> ProjectView:
+        if self.view is not None:
+            return self.view
+        if self.unavailable:
+            raise NotFound(
+                f"project {project!r} is not cached on index {self.index.path} and its upstream "
+                f"cannot be reached ({self.unavailable[0]}); it will be fetched once the "
+                "upstream is back"
+            )
+        raise NotFound(f"project {project!r} not found on index {self.index.path}")
+
+
+async def lookup_project(app: web.Application, user: str, name: str, project: str) -> Lookup:
+    normalized = canonicalize_name(project)
+    db = app[DATABASE]
+    async with db.read() as session:
+        index = await require_index(session, user, name)
+        chain = await resolve_chain(session, index)
+        consult = await mirrors_to_consult(session, chain, normalized)
+    result = Lookup(index=index, view=None)
+    for mirror in consult:
+        state = await app[MIRROR].ensure_page(mirror, normalized)
+        if state.stale and state.reason:
+            (result.stale if state.cached else result.unavailable).append(state.reason)
+    async with db.read() as session:
+        result.view = await project_files(session, chain, normalized)
+    return result
