@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import IO
 
 import structlog
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.client_exceptions import ClientPayloadError
+from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader
 from packaging.utils import canonicalize_name
 
 from lockgate.accounts.services import get_user
@@ -37,8 +38,16 @@ from lockgate.uploads.validation import (
 log = structlog.get_logger("lockgate.upload")
 
 CHUNK = 256 * 1024
+MIB = 1024 * 1024
 MAX_FORM_FIELD_BYTES = 16 * 1024 * 1024
 MAX_FORM_FIELDS = 2000
+
+# Warehouse's wording (R4.11) for names refused before validation.py sees them.
+NON_PRINTABLE_FILENAME = (
+    "Cannot upload a file with non-printable characters (ordinals 0-31) "
+    "or the DEL character (ordinal 127) in the name."
+)
+SLASH_IN_FILENAME = "Cannot upload a file with '/' or '\\' in the name."
 
 
 class UploadError(LockgateError):
@@ -93,9 +102,14 @@ async def _read_body(
                     raise BadRequest("the upload carries more than one 'content' file")
                 if not part.filename:
                     raise BadRequest("Upload payload does not have a file.")
+                # aiohttp unescapes quoted-pairs, so `filename="..\\x.whl"` would reach us
+                # as "..x.whl"; no distribution name has a backslash (or a quote) in it.
+                if "\\" in part.headers.get(hdrs.CONTENT_DISPOSITION, ""):
+                    raise BadRequest(SLASH_IN_FILENAME)
                 filename = part.filename
                 handle, temp = blobs.new_temp()
-                digests = await _stream_to_file(part, handle, limit, filename)
+                project = (fields.get("name") or [filename.split("-")[0]])[0]
+                digests = await _stream_to_file(part, handle, limit, project)
             elif part.filename is not None and part.name != "gpg_signature":
                 raise BadRequest(f"{part.name}: Should not be a tuple.")
             elif part.name == "gpg_signature":
@@ -110,7 +124,21 @@ async def _read_body(
                 except UnicodeDecodeError:
                     raise BadRequest(f"field {part.name!r} is not valid UTF-8") from None
                 fields.setdefault(part.name or "", []).append(text)
-    except (ClientPayloadError, ValueError, asyncio.IncompleteReadError, ConnectionError) as exc:
+    except InvalidHeader as exc:
+        # aiohttp refuses a part header with a control character before we see the
+        # filename; a raw NUL or DEL in the file name (requests sends it as is) lands here.
+        if temp is not None:
+            blobs.discard(temp)
+        if "filename" in exc.hdr:
+            raise BadRequest(NON_PRINTABLE_FILENAME) from None
+        raise BadRequest(f"the upload body is malformed: invalid part header {exc.hdr!r}") from None
+    except (
+        ClientPayloadError,
+        HttpProcessingError,
+        ValueError,
+        asyncio.IncompleteReadError,
+        ConnectionError,
+    ) as exc:
         if temp is not None:
             blobs.discard(temp)
         raise BadRequest(f"the upload body is malformed or was cut short ({exc})") from None
@@ -121,8 +149,12 @@ async def _read_body(
     return fields, filename, temp, digests
 
 
+def _format_limit(limit: int) -> str:
+    return f"{limit // MIB} MB" if limit % MIB == 0 else f"{limit} bytes"
+
+
 async def _stream_to_file(
-    part: BodyPartReader, handle: IO[bytes], limit: int, filename: str
+    part: BodyPartReader, handle: IO[bytes], limit: int, project: str
 ) -> Digests:
     writer = HashingWriter(handle)
     with handle:
@@ -133,8 +165,7 @@ async def _stream_to_file(
             writer.write(chunk)
             if writer.size > limit:
                 raise BadRequest(
-                    f"File too large. Limit for project '{filename.split('-')[0]}' is "
-                    f"{limit // (1024 * 1024)} MB."
+                    f"File too large. Limit for project '{project}' is {_format_limit(limit)}."
                 )
         handle.flush()
         await asyncio.to_thread(os.fsync, handle.fileno())
@@ -186,12 +217,6 @@ async def _store(
     checked: CheckedDistribution,
 ) -> web.Response:
     blobs, db = request.app[BLOBS], request.app[DATABASE]
-    # Blobs first (fsynced and renamed), rows second: a crash in between leaves
-    # only an unreferenced blob, which gc removes.
-    await asyncio.to_thread(blobs.commit_temp, temp, digests.sha256)
-    metadata_sha256 = None
-    if checked.core_metadata is not None:
-        metadata_sha256 = await asyncio.to_thread(blobs.put_bytes, checked.core_metadata)
     async with db.write() as session:
         index = await require_index(session, user, index_name)
         existing = await find_own_file(session, index, filename)
@@ -205,6 +230,13 @@ async def _store(
                     f"'{existing[0].sha256}'). Index {index.path} is not volatile, so files "
                     "cannot be overwritten: upload a new version."
                 )
+        # Blobs first (fsynced and renamed), the row second, and only once the upload is
+        # known to be stored: a refused duplicate leaves no blob behind, and a crash or
+        # rollback from here on leaves only an unreferenced blob, which gc removes.
+        await asyncio.to_thread(blobs.commit_temp, temp, digests.sha256)
+        metadata_sha256 = None
+        if checked.core_metadata is not None:
+            metadata_sha256 = await asyncio.to_thread(blobs.put_bytes, checked.core_metadata)
         serial = await record(
             session,
             "file.add",
