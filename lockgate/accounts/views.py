@@ -26,7 +26,7 @@ def user_config(user: User, indexes: list[IndexView]) -> dict[str, Any]:
     return {
         "username": user.name,
         "email": user.email,
-        "indexes": {index.name: index.config for index in indexes},
+        "indexes": {index.name: index.public_config() for index in indexes},
     }
 
 

@@ -15,6 +15,7 @@ from lockgate.accounts.services import require_user
 from lockgate.changelog.writer import record
 from lockgate.errors import BadRequest, Conflict, NotFound
 from lockgate.indexes.models import Index
+from lockgate.mirror.pages import redact_url
 from lockgate.names import check_name, is_valid_project_name
 
 PYPI_SIMPLE_URL = "https://pypi.org/simple/"
@@ -26,6 +27,9 @@ MIRROR_KEYS = {
     "mirror_url",
     "mirror_cache_expiry",
     "mirror_no_project_list",
+    "mirror_timeout",
+    "mirror_offline_retry",
+    "mirror_ca_bundle",
     "volatile",
     "title",
     "description",
@@ -63,6 +67,13 @@ class IndexView:
         allowed = self.config.get("mirror_whitelist", [])
         return "*" in allowed or canonicalize_name(project) in allowed
 
+    def public_config(self) -> dict[str, Any]:
+        """The configuration as the API shows it: upstream credentials masked."""
+        config = dict(self.config)
+        if config.get("mirror_url"):
+            config["mirror_url"] = redact_url(config["mirror_url"])
+        return config
+
     @staticmethod
     def from_row(row: Index) -> IndexView:
         return IndexView(row.id, row.user_name, row.name, row.type, json.loads(row.config))
@@ -84,6 +95,16 @@ def _as_bool(value: Any, key: str) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
         return value.lower() in ("true", "yes", "1")
     raise BadRequest(f"{key!r} must be true or false")
+
+
+def _as_seconds(value: Any, key: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{key!r} must be a number of seconds") from None
+    if seconds < 0 or seconds > 86400:
+        raise BadRequest(f"{key!r} must be between 0 and 86400 seconds")
+    return seconds
 
 
 def _check_url(value: Any) -> str:
@@ -137,6 +158,14 @@ async def normalize_config(
             raise BadRequest("'mirror_cache_expiry' must be a number of seconds") from None
         if config["mirror_cache_expiry"] < 0:
             raise BadRequest("'mirror_cache_expiry' must not be negative")
+        config["mirror_timeout"] = _as_seconds(data.get("mirror_timeout", 10), "mirror_timeout")
+        config["mirror_offline_retry"] = _as_seconds(
+            data.get("mirror_offline_retry", 10), "mirror_offline_retry"
+        )
+        bundle = data.get("mirror_ca_bundle") or ""
+        if not isinstance(bundle, str):
+            raise BadRequest("'mirror_ca_bundle' must be the path of a PEM file on the server")
+        config["mirror_ca_bundle"] = bundle
         config["mirror_no_project_list"] = _as_bool(
             data.get("mirror_no_project_list", False), "mirror_no_project_list"
         )

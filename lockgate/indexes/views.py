@@ -20,7 +20,7 @@ from lockgate.server.keys import DATABASE
 
 
 def public_config(index: IndexView) -> dict[str, Any]:
-    return dict(index.config)
+    return index.public_config()
 
 
 async def get_index_view(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
@@ -199,3 +199,23 @@ def parse_project_list(body: bytes, content_type: str) -> list[str]:
         href = str(attrs["href"]).rstrip("/")
         names.append(unquote(href.rsplit("/", 1)[-1]))
     return names
+
+
+def strip_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{parts.username}:****@{host}", parts.path, parts.query, ""))

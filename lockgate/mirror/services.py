@@ -19,11 +19,11 @@ from packaging.utils import canonicalize_name
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockgate.changelog.writer import record
+from lockgate.changelog.writer import record, utcnow_iso
 from lockgate.db.session import Database
 from lockgate.indexes.services import IndexView
 from lockgate.mirror.downloads import DownloadCoordinator
-from lockgate.mirror.models import MirrorLink, MirrorProject
+from lockgate.mirror.models import MirrorLink, MirrorProject, MirrorProjectList
 from lockgate.mirror.pages import UpstreamLink
 from lockgate.mirror.upstream import (
     PageFetch,
@@ -35,6 +35,8 @@ from lockgate.mirror.upstream import (
 from lockgate.storage.blobs import BlobStore
 
 log = structlog.get_logger("lockgate.mirror")
+
+MISSING_TTL = 60.0
 
 
 @dataclass(frozen=True)
@@ -95,19 +97,28 @@ class MirrorService:
         self.upstream = upstream
         self.blobs = blobs
         self.downloads = DownloadCoordinator(blobs, upstream)
-        self._fresh_until: dict[tuple[str, str], float] = {}
+        self.project_lists = ProjectListService(db, upstream, blobs)
+        # When each page was last confirmed with the upstream (monotonic clock);
+        # compared with the index's current expiry so config changes apply at once.
+        self._confirmed_at: dict[tuple[str, str], float] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[PageState]] = {}
+
+    async def close(self) -> None:
+        await self.downloads.close()
+        await self.project_lists.close()
 
     def forget(self, index: IndexView, project: str) -> None:
         """Make the next request for this page ask the upstream (`mirror refresh`)."""
-        self._fresh_until.pop((index.path, canonicalize_name(project)), None)
+        self._confirmed_at.pop((index.path, canonicalize_name(project)), None)
 
     async def ensure_page(
         self, index: IndexView, project: str, *, force: bool = False
     ) -> PageState:
         name = canonicalize_name(project)
         key = (index.path, name)
-        if not force and self._fresh_until.get(key, 0.0) > time.monotonic():
+        expiry = float(index.config.get("mirror_cache_expiry", 1800))
+        confirmed = self._confirmed_at.get(key)
+        if not force and confirmed is not None and confirmed + expiry > time.monotonic():
             return PageState(cached=True, stale=False)
         running = self._inflight.get(key)
         if running is not None:
@@ -140,11 +151,13 @@ class MirrorService:
                 "serving stale mirror page", index=index.path, project=name, reason=str(exc)
             )
             return PageState(cached=True, stale=True, reason=str(exc))
-        expiry = float(index.config.get("mirror_cache_expiry", 1800))
-        self._fresh_until[(index.path, name)] = time.monotonic() + expiry
+        self._confirmed_at[(index.path, name)] = time.monotonic()
         if fetched.kind == "not_modified":
             return PageState(cached=cached is not None, stale=False)
         if fetched.kind == "missing":
+            # Names the upstream lacks are asked again sooner: they may appear any minute.
+            expiry = float(index.config.get("mirror_cache_expiry", 1800))
+            self._confirmed_at[(index.path, name)] -= max(0.0, expiry - MISSING_TTL)
             if cached is not None:
                 await self._record(index, "mirror.gone", {"project": name})
             return PageState(cached=False, stale=False, reason="not found on the upstream")
@@ -188,3 +201,66 @@ class MirrorService:
     async def _record(self, index: IndexView, kind: str, payload: dict[str, Any]) -> int:
         async with self.db.write() as session:
             return await record(session, kind, {"user": index.user, "index": index.name, **payload})
+
+
+class ProjectListService:
+    """The upstream's project list: fetched once, stored as a blob through the
+    changelog, refreshed in the background when older than the cache expiry."""
+
+    def __init__(self, db: Database, upstream: UpstreamClient, blobs: BlobStore) -> None:
+        self.db = db
+        self.upstream = upstream
+        self.blobs = blobs
+        self._fresh_until: dict[str, float] = {}
+        self._refreshing: dict[str, asyncio.Task[str | None]] = {}
+
+    async def current(self, index: IndexView) -> tuple[str | None, bool]:
+        """(blob sha256 of the list or None, stale?). Waits only when nothing is stored."""
+        async with self.db.read() as session:
+            row = await session.get(MirrorProjectList, index.id)
+        stored = row.sha256 if row is not None and self.blobs.exists(row.sha256) else None
+        if stored is not None and self._fresh_until.get(index.path, 0.0) > time.monotonic():
+            return stored, False
+        task = self._refreshing.get(index.path)
+        if task is None:
+            task = asyncio.create_task(self._refresh(index))
+            self._refreshing[index.path] = task
+            task.add_done_callback(lambda _t: self._refreshing.pop(index.path, None))
+        if stored is not None:
+            return stored, False  # refresh runs in the background
+        try:
+            return await asyncio.shield(task), False
+        except (UpstreamUnavailable, UpstreamBadData):
+            return None, True
+
+    async def _refresh(self, index: IndexView) -> str | None:
+        try:
+            names = await self.upstream.fetch_project_list(index)
+        except (UpstreamUnavailable, UpstreamBadData) as exc:
+            log.warning("project list refresh failed", index=index.path, reason=str(exc))
+            raise
+        body = "\n".join(sorted(set(names))).encode("utf-8")
+        sha256 = await asyncio.to_thread(self.blobs.put_bytes, body)
+        expiry = float(index.config.get("mirror_cache_expiry", 1800))
+        self._fresh_until[index.path] = time.monotonic() + expiry
+        async with self.db.read() as session:
+            row = await session.get(MirrorProjectList, index.id)
+        if row is None or row.sha256 != sha256:
+            async with self.db.write() as session:
+                await record(
+                    session,
+                    "mirror.projectlist",
+                    {
+                        "user": index.user,
+                        "index": index.name,
+                        "sha256": sha256,
+                        "count": len(names),
+                        "fetched_at": utcnow_iso(),
+                    },
+                )
+        return sha256
+
+    async def close(self) -> None:
+        for task in list(self._refreshing.values()):
+            task.cancel()
+        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -26,6 +26,7 @@ from lockgate.mirror.pages import (
     parse_html_page,
     parse_json_page,
     parse_project_list,
+    strip_credentials,
 )
 
 log = structlog.get_logger("lockgate.mirror")
@@ -51,26 +52,6 @@ class PageFetch:
     page: UpstreamPage | None = None
     etag: str | None = None
     last_modified: str | None = None
-
-
-def strip_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{parts.username}:****@{host}", parts.path, parts.query, ""))
 
 
 def mirror_timeout(index: IndexView) -> float:

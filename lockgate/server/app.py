@@ -34,7 +34,7 @@ async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
     await upstream.start()
     app[MIRROR] = MirrorService(app[DATABASE], upstream, app[BLOBS])
     yield
-    await app[MIRROR].downloads.close()
+    await app[MIRROR].close()
     await upstream.close()
 
 

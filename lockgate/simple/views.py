@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
@@ -11,7 +13,7 @@ from lockgate.names import is_valid_project_name
 from lockgate.packages.lookup import lookup_project
 from lockgate.packages.services import project_names
 from lockgate.server.files import if_none_match
-from lockgate.server.keys import DATABASE, PAGES
+from lockgate.server.keys import BLOBS, DATABASE, MIRROR, PAGES
 from lockgate.server.pagecache import CachedPage
 from lockgate.simple.negotiation import JSON_V1, SERVED, TEXT_HTML, negotiate
 from lockgate.simple.render import (
@@ -67,17 +69,47 @@ async def simple_list(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
     content_type = _content_type(request)
     db, pages = request.app[DATABASE], request.app[PAGES]
+    async with db.read() as session:
+        index = await require_index(session, user, name)
+        chain = await resolve_chain(session, index)
+    stale = []
+    if index.is_mirror and not index.config.get("mirror_no_project_list"):
+        sha256, unavailable = await request.app[MIRROR].project_lists.current(index)
+        if sha256 is not None:
+            return await _upstream_list(request, index.path, sha256, content_type)
+        if unavailable:
+            stale.append("upstream project list unavailable; listing cached projects")
     serial = db.serial
     key = ("list", user, name, content_type)
     cached = pages.get(key, serial)
     if cached is None:
         async with db.read() as session:
-            index = await require_index(session, user, name)
-            names = await project_names(session, await resolve_chain(session, index))
+            names = await project_names(session, chain)
         page = project_list(names, serial)
         body = render_json(page) if content_type == JSON_V1 else render_list_html(page)
         cached = pages.put(key, serial, body, content_type)
-    return _respond(request, cached, serial)
+    return _respond(request, cached, serial, stale)
+
+
+async def _upstream_list(
+    request: web.Request, index_path: str, sha256: str, content_type: str
+) -> web.Response:
+    """The mirror's full upstream list, rendered once per list version (not per serial)."""
+    pages, db = request.app[PAGES], request.app[DATABASE]
+    key = ("upstream-list", index_path, sha256, content_type)
+    cached = pages.get(key, 0)
+    if cached is None:
+        path = request.app[BLOBS].path(sha256)
+
+        def render() -> bytes:
+            names = path.read_text("utf-8").split("\n")
+            entries = [(canonicalize_name(n), n) for n in names if n]
+            page = project_list(entries, db.serial)
+            return render_json(page) if content_type == JSON_V1 else render_list_html(page)
+
+        body = await asyncio.to_thread(render)
+        cached = pages.put(key, 0, body, content_type)
+    return _respond(request, cached, db.serial)
 
 
 async def simple_project(request: web.Request) -> web.Response:
