@@ -83,6 +83,9 @@ def init(
     default=None,
     help="Let anyone create a user (default: only root).",
 )
+@click.option(
+    "--max-upload-bytes", type=int, default=None, help="Largest file accepted (default 100 MiB)."
+)
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
 def serve(
     serverdir: Path | None,
@@ -92,6 +95,7 @@ def serve(
     root_password: str | None,
     upstream: str | None,
     allow_self_registration: bool | None,
+    max_upload_bytes: int | None,
     log_format: str | None,
 ) -> None:
     """Serve the index until SIGINT/SIGTERM (initialising a new directory first)."""
@@ -107,6 +111,7 @@ def serve(
         "host": host,
         "port": port,
         "allow_self_registration": allow_self_registration,
+        "max_upload_bytes": max_upload_bytes,
         "log_format": log_format,
     }
     settings = load_settings(path, **flags)

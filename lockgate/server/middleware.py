@@ -19,9 +19,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _reason(message: str) -> str:
     # The HTTP reason phrase carries the message too (twine shows it); it must
-    # be one line of latin-1.
+    # be one line; aiohttp writes it as UTF-8, which clients decode as latin-1,
+    # so anything beyond ASCII is escaped rather than garbled.
     line = " ".join(message.split())
-    return line.encode("latin-1", "replace").decode("latin-1")[:300]
+    return line.encode("ascii", "backslashreplace").decode("ascii")[:300]
 
 
 def error_response(request: web.Request, status: int, message: str) -> web.Response:

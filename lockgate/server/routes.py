@@ -63,3 +63,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_put(f"/{U}", accounts.put_user)
     r.add_patch(f"/{U}", accounts.patch_user)
     r.add_delete(f"/{U}", accounts.delete_user_view)
+
+    # Names the patterns above refuse still reach the creating handlers, which
+    # answer 400 saying what a valid name is (instead of a bare 404).
+    r.add_put("/{user:[^/]*}/{index:[^/]*}", indexes.put_index)
+    r.add_put("/{user:[^/]*}", accounts.put_user)

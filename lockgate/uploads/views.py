@@ -41,6 +41,8 @@ CHUNK = 256 * 1024
 MIB = 1024 * 1024
 MAX_FORM_FIELD_BYTES = 16 * 1024 * 1024
 MAX_FORM_FIELDS = 2000
+# Room for the form fields around the file when judging a Content-Length.
+FORM_OVERHEAD = 16 * 1024 * 1024
 
 # Warehouse's wording (R4.11) for names refused before validation.py sees them.
 NON_PRINTABLE_FILENAME = (
@@ -180,6 +182,13 @@ async def upload(request: web.Request) -> web.Response:
         index = await require_index(session, user, index_name)
     if index.is_mirror:
         raise Forbidden(f"index {index.path} is a mirror: upload to a stage index instead")
+    limit = settings.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
+        # Refuse before reading a byte of a body that cannot fit (clients sending
+        # `Expect: 100-continue` never send it at all).
+        raise UploadError(
+            f"File too large. Limit for uploads to {index.path} is {_format_limit(limit)}.", 413
+        )
     fields, filename, temp, digests = await _read_body(request, blobs, settings.max_upload_bytes)
     try:
         try:

@@ -948,13 +948,6 @@ def test_admin_api_refuses_invalid_names_and_creates_nothing(stage: LockgateServ
     put_invalid_names(stage, ROUTER_REFUSED_NAMES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="lockgate/server/routes.py: names outside NAME never reach put_user/put_index, so "
-    "the router answers a bare '404: Not Found' instead of 400 'invalid user name' "
-    "(RELIABILITY PT-4); nothing is created either way (checked in the test above)",
-)
 def test_admin_api_answers_400_for_names_the_router_cannot_match(stage: LockgateServer) -> None:
     assert put_invalid_names(stage, ROUTER_REFUSED_NAMES) == []
 
