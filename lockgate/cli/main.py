@@ -9,6 +9,7 @@ import click
 
 from lockgate import __version__
 from lockgate.cli.admin import index_group, user_group
+from lockgate.cli.mirror import mirror_group
 from lockgate.config import default_serverdir, load_settings
 
 SERVERDIR_OPTION = click.option(
@@ -160,3 +161,4 @@ def migrate(serverdir: Path | None) -> None:
 
 main.add_command(user_group)
 main.add_command(index_group)
+main.add_command(mirror_group)

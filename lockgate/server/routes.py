@@ -12,6 +12,7 @@ from lockgate.accounts import views as accounts
 from lockgate.changelog import views as changelog
 from lockgate.indexes import views as indexes
 from lockgate.jsonapi import views as jsonapi
+from lockgate.mirror import admin as mirror_admin
 from lockgate.packages import views as packages
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
@@ -35,6 +36,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"/{U}/{I}/+simple", simple.simple_list_redirect)
     r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}/", simple.simple_project, name="simple")
     r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}", simple.simple_project)
+
+    r.add_post(f"/{U}/{I}/+mirror/refresh", mirror_admin.refresh)
 
     file_path = f"/{U}/{I}/+f/{{hash:{HASH}}}/{{filename:{FILENAME}}}"
     r.add_get(file_path, packages.serve_file, name="file")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,8 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.dists import make_wheel
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.server import Clients, LockgateServer
+from tests.support.server import LOCKGATE, Clients, LockgateServer
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 FAST_MIRROR = {"mirror_timeout": 2, "mirror_offline_retry": 1, "mirror_cache_expiry": 3600}
@@ -211,8 +214,6 @@ def test_private_names_never_reach_the_upstream(
     upstream.add_wheel("acme-utils", "99.0")
     mirror.create_user("acme", "acme-pw")
     mirror.create_index("acme/prod", ("acme", "acme-pw"), bases=["root/pypi"])
-    from tests.support.dists import make_wheel
-
     private = make_wheel(tmp_path, "acme-utils", "1.0")
     upload = clients.twine_upload(f"{mirror.url}/acme/prod/", [private], "acme", "acme-pw")
     assert upload.returncode == 0, upload.stdout + upload.stderr
@@ -278,3 +279,52 @@ def test_upstream_credentials_are_never_shown(
     upstream.stop()
     server.get("/root/pypi/+simple/gamma/")
     assert "s3cr3t-token" not in server.log()
+
+
+def _lockgate(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKGATE_", "PIP_"))}
+    return subprocess.run(
+        [LOCKGATE, *args], capture_output=True, text=True, timeout=300, env={**base, **env}
+    )
+
+
+def test_refresh_command_shows_upstream_changes_at_once(
+    mirror: LockgateServer, upstream: FakeUpstream
+) -> None:
+    env = {"LOCKGATE_URL": mirror.url, "LOCKGATE_PASSWORD": mirror.root_auth()[1]}
+    assert mirror.get("/root/pypi/+simple/alpha/", headers=JSON).status_code == 200
+    upstream.set_yanked("alpha", "alpha-1.0-py3-none-any.whl", "recalled")
+    page = mirror.get("/root/pypi/+simple/alpha/", headers=JSON).json()
+    assert all(f["yanked"] is False for f in page["files"]), "still fresh in the cache"
+    result = _lockgate("mirror", "refresh", "alpha", "nosuch", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "alpha: refreshed" in result.stdout
+    assert "nosuch: not found on the upstream" in result.stdout
+    page = mirror.get("/root/pypi/+simple/alpha/", headers=JSON).json()
+    yanked = {f["filename"]: f["yanked"] for f in page["files"]}
+    assert yanked["alpha-1.0-py3-none-any.whl"] == "recalled"
+    denied = _lockgate("mirror", "refresh", "alpha", env={**env, "LOCKGATE_PASSWORD": "x"})
+    assert denied.returncode != 0
+
+
+def test_prefetch_fills_the_cache_for_target_platforms(
+    mirror: LockgateServer, upstream: FakeUpstream, clients: Clients, tmp_path: Path
+) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("beta\n")
+    result = _lockgate(
+        "mirror",
+        "prefetch",
+        "-r",
+        str(requirements),
+        "--python-version",
+        "3.12",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        env={"LOCKGATE_URL": mirror.url},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    upstream.stop()
+    offline = clients.pip_install(mirror.simple_url("root/pypi"), "beta", target=tmp_path / "t")
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert (tmp_path / "t" / "alpha").is_dir()

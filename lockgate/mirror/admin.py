@@ -1,0 +1,43 @@
+"""Admin handlers for mirror indexes: `POST /{user}/{index}/+mirror/refresh`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from lockgate.errors import BadRequest
+from lockgate.indexes.services import require_index
+from lockgate.names import is_valid_project_name
+from lockgate.server.auth import require_login, require_self_or_root
+from lockgate.server.http import api_response, read_json_object
+from lockgate.server.keys import DATABASE, MIRROR
+
+MAX_PROJECTS = 1000
+
+
+async def refresh(request: web.Request) -> web.Response:
+    """Ask the upstream again for the given projects now, whatever their age."""
+    user, name = request.match_info["user"], request.match_info["index"]
+    data = await read_json_object(request)
+    projects = data.get("projects")
+    if (
+        not isinstance(projects, list)
+        or not projects
+        or len(projects) > MAX_PROJECTS
+        or not all(isinstance(p, str) and is_valid_project_name(p) for p in projects)
+    ):
+        raise BadRequest(f'send {{"projects": [NAME, …]}} with 1 to {MAX_PROJECTS} project names')
+    async with request.app[DATABASE].read() as session:
+        require_self_or_root(await require_login(request, session), user)
+        index = await require_index(session, user, name)
+    if not index.is_mirror:
+        raise BadRequest(f"index {index.path} is not a mirror")
+    results = {}
+    for project in projects:
+        state = await request.app[MIRROR].ensure_page(index, project, force=True)
+        if state.stale:
+            results[project] = f"upstream unavailable: {state.reason}"
+        elif state.cached:
+            results[project] = "refreshed"
+        else:
+            results[project] = "not found on the upstream"
+    return api_response("mirror-refresh", results, serial=request.app[DATABASE].serial)
