@@ -335,3 +335,15 @@ async def _mirror_projectlist(session: AsyncSession, p: dict[str, Any]) -> None:
     row.count = p["count"]
     row.fetched_at = p["fetched_at"]
     await session.flush()
+
+
+@applier("mirror.purge")
+async def _mirror_purge(session: AsyncSession, p: dict[str, Any]) -> None:
+    """Forget cached files the upstream no longer lists (`lockgate gc`)."""
+    index = await _index(session, p["user"], p["index"])
+    await session.execute(
+        delete(MirrorCachedFile).where(
+            MirrorCachedFile.index_id == index.id,
+            MirrorCachedFile.filename.in_(p["filenames"]),
+        )
+    )

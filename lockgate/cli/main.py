@@ -159,6 +159,58 @@ def migrate(serverdir: Path | None) -> None:
     click.echo(f"schema {before} -> {after}" if before != after else f"schema already at {after}")
 
 
+@main.command()
+@SERVERDIR_OPTION
+@click.option("--dry-run", is_flag=True, help="Report what would be removed; change nothing.")
+@click.option(
+    "--min-age",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Keep unreferenced blobs and temp files younger than this many seconds.",
+)
+def gc(serverdir: Path | None, dry_run: bool, min_age: float) -> None:
+    """Remove blobs nothing references (and mirrored files the upstream dropped)."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from lockgate.db.session import Database
+    from lockgate.serverdir import ServerDirError, check_serveable
+    from lockgate.storage.blobs import BlobStore
+    from lockgate.storage.gc import collect_garbage
+
+    settings = load_settings(_serverdir(serverdir))
+    try:
+        check_serveable(settings)
+    except ServerDirError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def run() -> None:
+        db = Database(settings.db_url)
+        await db.load_serial()
+        try:
+            with Progress() as progress:
+                task = progress.add_task("checking blobs", total=None)
+                report = await collect_garbage(
+                    db,
+                    BlobStore(settings.blob_dir, settings.tmp_dir),
+                    dry_run=dry_run,
+                    min_age=min_age,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
+        finally:
+            await db.dispose()
+        verb = "would remove" if dry_run else "removed"
+        click.echo(
+            f"{verb} {report.blobs_removed} blob(s), {report.bytes_removed} bytes; "
+            f"kept {report.blobs_kept}; {verb} {report.temp_removed} temp file(s); "
+            f"forgot {report.forgotten_files} mirrored file(s) no longer listed upstream"
+        )
+
+    asyncio.run(run())
+
+
 main.add_command(user_group)
 main.add_command(index_group)
 main.add_command(mirror_group)

@@ -256,6 +256,21 @@ def test_recalls_reach_the_mirror(mirror: LockgateServer, upstream: FakeUpstream
     mirror.get("/root/pypi/+simple/alpha/", headers=JSON)
     assert mirror.serial() == serial
 
+    # The removed file's blob was kept for audit; gc removes it and nothing else.
+    def blob_names() -> set[str]:
+        return {p.name for p in (mirror.serverdir / "blobs").rglob("*") if p.is_file()}
+
+    assert sdist["hashes"]["sha256"] in blob_names()
+    before = blob_names()
+    dry = _lockgate(
+        "gc", "--serverdir", str(mirror.serverdir), "--min-age", "0", "--dry-run", env={}
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "would remove 1 blob" in dry.stdout and blob_names() == before
+    done = _lockgate("gc", "--serverdir", str(mirror.serverdir), "--min-age", "0", env={})
+    assert done.returncode == 0, done.stderr
+    assert blob_names() == before - {sdist["hashes"]["sha256"]}
+
 
 def test_project_list_is_the_upstreams(mirror: LockgateServer, upstream: FakeUpstream) -> None:
     listing = mirror.get("/root/pypi/+simple/", headers=JSON).json()
