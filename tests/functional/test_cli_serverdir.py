@@ -146,3 +146,31 @@ def test_admin_cli_manages_users_and_indexes(server: LockgateServer) -> None:
     assert bad.returncode != 0
     wrong = _run("user", "delete", "dave", env={**env, "LOCKGATE_PASSWORD": "nope"})
     assert wrong.returncode != 0 and "401" in wrong.stderr
+
+
+def test_sigterm_lets_in_flight_requests_finish(server: LockgateServer) -> None:
+    """A long-poll in flight when SIGTERM arrives still gets its answer, and the
+    process exits 0 with nothing left in tmp/."""
+    import threading
+
+    serial = server.serial()
+    answers: list[requests.Response] = []
+
+    def long_poll() -> None:
+        answers.append(
+            requests.get(
+                f"{server.url}/+changelog?since={serial}&wait=3",
+                auth=server.root_auth(),
+                timeout=30,
+            )
+        )
+
+    thread = threading.Thread(target=long_poll)
+    thread.start()
+    time.sleep(0.5)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    thread.join(30)
+    assert answers and answers[0].status_code == 200
+    assert server.process.wait(30) == 0
+    assert list((server.serverdir / "tmp").iterdir()) == []
