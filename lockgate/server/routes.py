@@ -69,5 +69,5 @@ def setup_routes(app: web.Application) -> None:
 
     # Names the patterns above refuse still reach the creating handlers, which
     # answer 400 saying what a valid name is (instead of a bare 404).
-    r.add_put("/{user:[^/]*}/{index:[^/]*}", indexes.put_index)
-    r.add_put("/{user:[^/]*}", accounts.put_user)
+    r.add_put("/{user:[^/]+}/{index:[^/]+}", indexes.put_index)
+    r.add_put("/{user:[^/]+}", accounts.put_user)
