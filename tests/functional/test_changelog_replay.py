@@ -16,6 +16,7 @@ from lockgate.changelog.replay import apply_foreign_entry, read_entries, state_d
 from lockgate.changelog.writer import GENESIS_HASH
 from lockgate.db.session import Database
 from tests.support.dists import make_sdist, make_wheel
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import Clients, LockgateServer
 
 
@@ -96,13 +97,42 @@ def _mutate_everything(server: LockgateServer, clients: Clients, tmp_path: Path)
     assert server.request("DELETE", "/bob", auth=server.root_auth()).ok
 
 
+def _fill_mirror_cache(server: LockgateServer, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """Pages, files, extracted metadata, a recall and the project list, all cached."""
+    json_accept = {"Accept": "application/vnd.pypi.simple.v1+json"}
+    expire = {"mirror_cache_expiry": 0}
+    assert server.request("PATCH", "/root/pypi", auth=server.root_auth(), json=expire).ok
+    for project in ("alpha", "beta"):
+        page = server.get(f"/root/pypi/+simple/{project}/", headers=json_accept).json()
+        for file in page["files"]:
+            url = posixpath.normpath(f"/root/pypi/+simple/{project}/" + file["url"])
+            assert server.get(url).status_code == 200
+            if file["core-metadata"]:
+                assert server.get(url + ".metadata").status_code == 200
+    upstream.set_yanked("alpha", "alpha-1.0-py3-none-any.whl", "recalled")
+    upstream.remove_file("beta", "beta-2.0.tar.gz")
+    for project in ("alpha", "beta"):
+        assert server.get(f"/root/pypi/+simple/{project}/", headers=json_accept).ok
+    assert server.get("/root/pypi/+simple/", headers=json_accept).ok
+
+
 def test_state_equals_replay_of_changelog(
-    server: LockgateServer,
+    make_server: Callable[..., LockgateServer],
     clients: Clients,
     tmp_path: Path,
     make_db_url: Callable[[], str | None],
 ) -> None:
-    _mutate_everything(server, clients, tmp_path)
+    upstream = FakeUpstream(tmp_path / "upstream")
+    upstream.add_wheel("alpha", "1.0")
+    upstream.add_wheel("beta", "2.0", with_metadata=False)
+    upstream.add_sdist("beta", "2.0")
+    upstream.start()
+    try:
+        server = make_server(upstream=upstream.url)
+        _mutate_everything(server, clients, tmp_path)
+        _fill_mirror_cache(server, upstream, tmp_path)
+    finally:
+        upstream.close()
     live_serial = server.serial()
     server.stop()
     source = _source_url(server)
@@ -112,4 +142,5 @@ def test_state_equals_replay_of_changelog(
     assert serials == list(range(1, live_serial + 1)), "serials must be gapless from 1"
     live, replayed = asyncio.run(_digest(source)), asyncio.run(_digest(target))
     assert live["files"], "the scenario should leave files behind"
+    assert live["mirror_files"] and live["mirror_links"] and live["mirror_project_lists"]
     assert replayed == live
