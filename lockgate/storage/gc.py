@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.changelog.writer import record
@@ -47,18 +48,27 @@ async def referenced_blobs(session: AsyncSession) -> set[str]:
     return refs
 
 
+def _unlisted(*columns: Any) -> Select[Any]:
+    """Cached mirror files whose upstream page no longer lists them."""
+    return (
+        select(*columns)
+        .select_from(MirrorCachedFile)
+        .outerjoin(
+            MirrorLink,
+            (MirrorLink.index_id == MirrorCachedFile.index_id)
+            & (MirrorLink.filename == MirrorCachedFile.filename),
+        )
+        .where(MirrorLink.id.is_(None))
+    )
+
+
 async def forget_unlisted_mirror_files(db: Database, dry_run: bool) -> int:
     async with db.read() as session:
         rows = (
             await session.execute(
-                select(Index.user_name, Index.name, MirrorCachedFile.filename)
-                .join(Index, Index.id == MirrorCachedFile.index_id)
-                .outerjoin(
-                    MirrorLink,
-                    (MirrorLink.index_id == MirrorCachedFile.index_id)
-                    & (MirrorLink.filename == MirrorCachedFile.filename),
+                _unlisted(Index.user_name, Index.name, MirrorCachedFile.filename).join(
+                    Index, Index.id == MirrorCachedFile.index_id
                 )
-                .where(MirrorLink.id.is_(None))
             )
         ).all()
     by_index: dict[tuple[str, str], list[str]] = {}
@@ -118,13 +128,7 @@ async def collect_garbage(
 async def _unlisted_blobs(session: AsyncSession) -> set[str]:
     rows = (
         await session.execute(
-            select(MirrorCachedFile.sha256, MirrorCachedFile.core_metadata_sha256)
-            .outerjoin(
-                MirrorLink,
-                (MirrorLink.index_id == MirrorCachedFile.index_id)
-                & (MirrorLink.filename == MirrorCachedFile.filename),
-            )
-            .where(MirrorLink.id.is_(None))
+            _unlisted(MirrorCachedFile.sha256, MirrorCachedFile.core_metadata_sha256)
         )
     ).all()
     return {value for row in rows for value in row if value}
