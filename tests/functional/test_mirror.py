@@ -343,3 +343,24 @@ def test_prefetch_fills_the_cache_for_target_platforms(
     offline = clients.pip_install(mirror.simple_url("root/pypi"), "beta", target=tmp_path / "t")
     assert offline.returncode == 0, offline.stdout + offline.stderr
     assert (tmp_path / "t" / "alpha").is_dir()
+
+
+def test_a_client_leaving_mid_download_does_not_stop_the_caching(
+    mirror: LockgateServer, upstream: FakeUpstream
+) -> None:
+    big = upstream.add_wheel("leaver", "1.0", payload_size=6 * 1024 * 1024)
+    page = mirror.get("/root/pypi/+simple/leaver/", headers=JSON).json()
+    url = mirror.url + "/root/pypi/+simple/leaver/" + page["files"][0]["url"]
+    upstream.slow_bytes_per_second = 8 * 1024 * 1024
+    with requests.get(url, stream=True, timeout=60) as response:
+        next(response.iter_content(64 * 1024))
+    upstream.slow_bytes_per_second = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(p.name == big.sha256 for p in (mirror.serverdir / "blobs").rglob("*")):
+            break
+        time.sleep(0.2)
+    upstream.clear_requests()
+    body = requests.get(url, timeout=60).content
+    assert hashlib.sha256(body).hexdigest() == big.sha256
+    assert _file_requests(upstream) == [], "the abandoned download still filled the cache"
