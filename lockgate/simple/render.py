@@ -17,8 +17,12 @@ def _attr(value: str) -> str:
     return escape(value, quote=True)
 
 
-def project_page(view: ProjectView, root_prefix: str, serial: int) -> dict[str, Any]:
-    """PEP 691 project detail; file URLs are relative (`root_prefix` leads to `/`)."""
+def project_page(view: ProjectView, root_prefix: str) -> dict[str, Any]:
+    """PEP 691 project detail; file URLs are relative (`root_prefix` leads to `/`).
+
+    No serial in the body: the ETag then changes only when this page does, so
+    clients keep getting 304s while other projects change.
+    """
     files = []
     for f in view.files:
         core: Any = False
@@ -42,7 +46,7 @@ def project_page(view: ProjectView, root_prefix: str, serial: int) -> dict[str, 
             entry["upload-time"] = f.upload_time
         files.append(entry)
     page: dict[str, Any] = {
-        "meta": {"api-version": API_VERSION, "_last-serial": serial},
+        "meta": {"api-version": API_VERSION},
         "name": view.name,
         "versions": view.versions,
         "files": files,
@@ -55,9 +59,9 @@ def project_page(view: ProjectView, root_prefix: str, serial: int) -> dict[str, 
     return page
 
 
-def project_list(names: list[tuple[str, str]], serial: int) -> dict[str, Any]:
+def project_list(names: list[tuple[str, str]]) -> dict[str, Any]:
     return {
-        "meta": {"api-version": API_VERSION, "_last-serial": serial},
+        "meta": {"api-version": API_VERSION},
         "projects": [{"name": display, "_normalized": name} for name, display in names],
     }
 

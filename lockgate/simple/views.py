@@ -85,7 +85,7 @@ async def simple_list(request: web.Request) -> web.Response:
     if cached is None:
         async with db.read() as session:
             names = await project_names(session, chain)
-        page = project_list(names, serial)
+        page = project_list(names)
         body = render_json(page) if content_type == JSON_V1 else render_list_html(page)
         cached = pages.put(key, serial, body, content_type)
     return _respond(request, cached, serial, stale)
@@ -104,7 +104,7 @@ async def _upstream_list(
         def render() -> bytes:
             names = path.read_text("utf-8").split("\n")
             entries = [(canonicalize_name(n), n) for n in names if n]
-            page = project_list(entries, db.serial)
+            page = project_list(entries)
             return render_json(page) if content_type == JSON_V1 else render_list_html(page)
 
         body = await asyncio.to_thread(render)
@@ -130,7 +130,7 @@ async def simple_project(request: web.Request) -> web.Response:
     serial = db.serial
     cached = pages.get(key, serial)
     if cached is None:
-        page = project_page(found.require(normalized), "../../../../", serial)
+        page = project_page(found.require(normalized), "../../../../")
         body = render_json(page) if content_type == JSON_V1 else render_project_html(page)
         cached = pages.put(key, serial, body, content_type)
     return _respond(request, cached, serial, found.stale)
