@@ -103,6 +103,17 @@ class CredentialCache:
     def __init__(self, limit: int = 1024) -> None:
         self._ok: dict[str, None] = {}
         self._limit = limit
+        self._dummy_hash: str | None = None
+
+    async def check(self, name: str, password: str, user: User | None) -> bool:
+        """Verify credentials; an unknown user costs the same scrypt as a known
+        one, so response times do not tell which user names exist."""
+        if user is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await asyncio.to_thread(hash_password, "no such user")
+            await asyncio.to_thread(verify_password, password, self._dummy_hash)
+            return False
+        return await self.verify(name, password, user.password_hash)
 
     @staticmethod
     def _key(user: str, password: str, stored: str) -> str:

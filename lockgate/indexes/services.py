@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +23,7 @@ from lockgate.names import check_name, is_valid_project_name
 
 PYPI_SIMPLE_URL = "https://pypi.org/simple/"
 DEFAULT_MIRROR_CACHE_EXPIRY = 1800
+MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024
 
 STAGE_KEYS = {"type", "bases", "volatile", "acl_upload", "mirror_whitelist", "title", "description"}
 MIRROR_KEYS = {
@@ -116,6 +120,24 @@ def _check_url(value: Any) -> str:
     return value if value.endswith("/") else value + "/"
 
 
+def _check_ca_bundle(path: str) -> None:
+    """Refuse a CA bundle the upstream client could not load (same call as it makes)."""
+    problem = None
+    if not os.path.isabs(path):
+        problem = "must be an absolute path"
+    elif not os.path.isfile(path):
+        problem = "is not an existing regular file"
+    elif os.path.getsize(path) > MAX_CA_BUNDLE_BYTES:
+        problem = f"is larger than {MAX_CA_BUNDLE_BYTES} bytes"
+    else:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=path)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            problem = f"is not a readable PEM file of CA certificates ({exc})"
+    if problem:
+        raise BadRequest(f"'mirror_ca_bundle' {path!r} {problem}")
+
+
 async def get_index(session: AsyncSession, user: str, name: str) -> IndexView | None:
     row = (
         await session.execute(select(Index).where(Index.user_name == user, Index.name == name))
@@ -165,6 +187,8 @@ async def normalize_config(
         bundle = data.get("mirror_ca_bundle") or ""
         if not isinstance(bundle, str):
             raise BadRequest("'mirror_ca_bundle' must be the path of a PEM file on the server")
+        if bundle:
+            await asyncio.to_thread(_check_ca_bundle, bundle)
         config["mirror_ca_bundle"] = bundle
         config["mirror_no_project_list"] = _as_bool(
             data.get("mirror_no_project_list", False), "mirror_no_project_list"

@@ -6,6 +6,7 @@ circuit breaker so a dead upstream costs one timeout, not one per request."""
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -64,8 +65,9 @@ def mirror_timeout(index: IndexView) -> float:
 class UpstreamClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
-        self._ssl: dict[str, ssl.SSLContext] = {}
-        self._down_until: dict[str, float] = {}
+        self._ssl: dict[tuple[str, int, int, int], ssl.SSLContext] = {}
+        # index path -> (the connection settings it failed with, retry time)
+        self._down_until: dict[str, tuple[tuple[str, str], float]] = {}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -88,11 +90,19 @@ class UpstreamClient:
         bundle = index.config.get("mirror_ca_bundle")
         if not bundle:
             return True
-        if bundle not in self._ssl:
-            context = ssl.create_default_context()
-            context.load_verify_locations(cafile=bundle)
-            self._ssl[bundle] = context
-        return self._ssl[bundle]
+        try:
+            # Keyed by the file's identity too: a replaced bundle is read again.
+            stat = os.stat(bundle)
+            key = (bundle, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            if key not in self._ssl:
+                context = ssl.create_default_context()
+                context.load_verify_locations(cafile=bundle)
+                self._ssl = {k: v for k, v in self._ssl.items() if k[0] != bundle}
+                self._ssl[key] = context
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            # A configuration problem, not an upstream outage: no circuit breaker.
+            raise UpstreamUnavailable(f"cannot load mirror_ca_bundle {bundle!r}: {exc}") from None
+        return self._ssl[key]
 
     def _auth_for(self, index: IndexView, url: str) -> aiohttp.BasicAuth | None:
         base = urlsplit(index.config.get("mirror_url", ""))
@@ -101,12 +111,22 @@ class UpstreamClient:
             return None
         return aiohttp.BasicAuth(base.username, base.password or "")
 
+    @staticmethod
+    def _connection_settings(index: IndexView) -> tuple[str, str]:
+        return (
+            str(index.config.get("mirror_url", "")),
+            str(index.config.get("mirror_ca_bundle") or ""),
+        )
+
     def is_down(self, index: IndexView) -> bool:
-        return self._down_until.get(index.path, 0.0) > time.monotonic()
+        # A changed URL or CA bundle gets a fresh try at once, not after the retry delay.
+        settings, until = self._down_until.get(index.path, (None, 0.0))
+        return settings == self._connection_settings(index) and until > time.monotonic()
 
     def _mark_down(self, index: IndexView, reason: str) -> None:
         retry = float(index.config.get("mirror_offline_retry", DEFAULT_OFFLINE_RETRY))
-        self._down_until[index.path] = time.monotonic() + max(0.0, retry)
+        until = time.monotonic() + max(0.0, retry)
+        self._down_until[index.path] = (self._connection_settings(index), until)
         log.warning("upstream unavailable", index=index.path, reason=reason, retry_in_seconds=retry)
 
     def _mark_up(self, index: IndexView) -> None:

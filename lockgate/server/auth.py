@@ -36,9 +36,7 @@ async def authenticated_user(request: web.Request, session: AsyncSession) -> str
         return None
     name, password = credentials
     user = await get_user(session, name)
-    if user is None or not await request.app[CREDENTIALS].verify(
-        name, password, user.password_hash
-    ):
+    if not await request.app[CREDENTIALS].check(name, password, user):
         raise Unauthorized("invalid user name or password")
     return name
 

@@ -66,9 +66,7 @@ async def _authenticate(request: web.Request) -> str:
     name, password = credentials
     async with request.app[DATABASE].read() as session:
         user = await get_user(session, name)
-    if user is None or not await request.app[CREDENTIALS].verify(
-        name, password, user.password_hash
-    ):
+    if not await request.app[CREDENTIALS].check(name, password, user):
         raise Forbidden(
             "Invalid or non-existent authentication information: wrong user or password."
         )
