@@ -58,8 +58,10 @@ def make_server(
 ) -> Iterator[Callable[..., LockgateServer]]:
     servers: list[LockgateServer] = []
 
-    def start(name: str = "server", **flags: str) -> LockgateServer:
-        server = LockgateServer(tmp_path / name, make_db_url(), **flags)
+    def start(
+        name: str = "server", env: dict[str, str] | None = None, **flags: str
+    ) -> LockgateServer:
+        server = LockgateServer(tmp_path / name, make_db_url(), env=env, **flags)
         servers.append(server)
         return server.start()
 

@@ -29,12 +29,15 @@ while the server runs; every wait inside the server is bounded.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import html
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -212,8 +215,18 @@ def negotiate(accept: str | None, formats: Iterable[str]) -> str:
 class FakeUpstream:
     """A fake PyPI for mirror tests; see the module docstring."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        require_auth: tuple[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.root = Path(root)
+        #: Basic-auth credentials every request must carry (None: no auth).
+        self.require_auth = require_auth
+        #: Serve HTTPS with this server-side context (None: plain HTTP).
+        self.ssl_context = ssl_context
         self.root.mkdir(parents=True, exist_ok=True)
         self.formats: set[str] = {"json", "html"}
         self.slow_bytes_per_second: int | None = None
@@ -226,6 +239,7 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
         self._requests: list[tuple[str, str]] = []
+        self._authorizations: list[tuple[str, tuple[str, str] | None]] = []
         self._mode = "ok"
 
         # Reserve the port now with a bound, non-listening socket: `url` is valid
@@ -242,7 +256,8 @@ class FakeUpstream:
     # --- addresses -------------------------------------------------------------
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -276,6 +291,14 @@ class FakeUpstream:
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._authorizations.clear()
+
+    @property
+    def authorizations(self) -> list[tuple[str, tuple[str, str] | None]]:
+        """``(path, (user, password) or None)`` per request: the basic-auth
+        credentials each one carried, in arrival order (cleared with the log)."""
+        with self._lock:
+            return list(self._authorizations)
 
     def requests_for(self, fragment: str) -> list[tuple[str, str]]:
         """The logged requests whose path contains `fragment`."""
@@ -514,7 +537,7 @@ class FakeUpstream:
         app.router.add_get("/files/{prefix}/{filename}", self._file)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         self._runner = runner
 
     async def _shutdown(self, budget: float) -> None:
@@ -539,8 +562,16 @@ class FakeUpstream:
     # --- HTTP ------------------------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        credentials = _basic_credentials(request.headers.get("Authorization"))
         with self._lock:
             self._requests.append((request.method, request.path))
+            self._authorizations.append((request.path, credentials))
+        if self.require_auth is not None and credentials != tuple(self.require_auth):
+            return web.Response(
+                status=401,
+                text="401 Unauthorized\n",
+                headers={"WWW-Authenticate": 'Basic realm="fake upstream"'},
+            )
         deadline = time.monotonic() + self.hang_max_seconds
         while self._mode == "hang" and not self._stopping:
             remaining = deadline - time.monotonic()
@@ -742,6 +773,19 @@ class FakeUpstream:
                 request.transport.abort()
             raise
         return response
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """The ``(user, password)`` of a ``Basic`` Authorization header, else None."""
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

@@ -54,9 +54,17 @@ def client_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 class LockgateServer:
-    def __init__(self, serverdir: Path, db_url: str | None = None, **flags: str) -> None:
+    def __init__(
+        self,
+        serverdir: Path,
+        db_url: str | None = None,
+        env: dict[str, str] | None = None,
+        **flags: str,
+    ) -> None:
         self.serverdir = serverdir
         self.db_url = db_url
+        #: Extra environment for the `lockgate serve` process, merged over ours.
+        self.env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.flags = flags
@@ -85,6 +93,7 @@ class LockgateServer:
 
     def start(self, timeout: float = 30.0) -> LockgateServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")}
+        env.update(self.env)
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, text=True, env=env
