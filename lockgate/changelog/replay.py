@@ -94,7 +94,7 @@ async def state_digest(session: AsyncSession) -> dict[str, Any]:
     state = (await session.execute(select(ServerState))).scalar_one()
     mirror_tables = {
         table.__tablename__: sorted(
-            (indexes[row.index_id], *_columns(row))
+            (indexes[getattr(row, "index_id")], *_columns(row))  # noqa: B009 - tables differ
             for row in (await session.execute(select(table))).scalars()
         )
         for table in (MirrorProject, MirrorLink, MirrorCachedFile, MirrorProjectList)

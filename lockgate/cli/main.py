@@ -10,7 +10,7 @@ import click
 from lockgate import __version__
 from lockgate.cli.admin import index_group, user_group
 from lockgate.cli.mirror import mirror_group
-from lockgate.config import default_serverdir, load_settings
+from lockgate.config import Settings, default_serverdir, load_settings
 
 SERVERDIR_OPTION = click.option(
     "--serverdir",
@@ -32,7 +32,9 @@ def _print_password(result_password: str) -> None:
     click.echo("")
 
 
-def _do_init(settings, *, db_given: bool, root_password: str | None, upstream: str | None) -> None:  # type: ignore[no-untyped-def]
+def _do_init(
+    settings: Settings, *, db_given: bool, root_password: str | None, upstream: str | None
+) -> None:
     from lockgate.accounts.passwords import generate_password
     from lockgate.serverdir import ServerDirError, init_serverdir
 

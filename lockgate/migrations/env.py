@@ -12,7 +12,7 @@ target_metadata = load_all_models()
 
 
 def run_migrations_online() -> None:
-    db_url = config.attributes.get("db_url") or config.get_main_option("sqlalchemy.url")
+    db_url = str(config.attributes.get("db_url") or config.get_main_option("sqlalchemy.url"))
     engine = make_sync_engine(db_url)
     try:
         with engine.connect() as connection:

@@ -59,6 +59,12 @@ class Download:
         async with self.changed:
             await self.changed.wait_for(predicate)
 
+    async def wait_past(self, offset: int) -> None:
+        """Until readers may go beyond `offset`, or the download ended."""
+        await self.wait_for(
+            lambda: self.done or self.error is not None or self.written - HOLD_BACK > offset
+        )
+
 
 OnComplete = Callable[[str, int, Path], Awaitable[None]]
 

@@ -112,7 +112,7 @@ def parse_json_page(body: bytes, page_url: str) -> UpstreamPage:
     if isinstance(status_obj, dict):
         status = status_obj.get("status") if isinstance(status_obj.get("status"), str) else None
         reason = status_obj.get("reason") if isinstance(status_obj.get("reason"), str) else None
-    name = data.get("name") if isinstance(data.get("name"), str) else ""
+    name = data["name"] if isinstance(data.get("name"), str) else ""
     return UpstreamPage(name=name, links=links, status=status, status_reason=reason)
 
 

@@ -194,13 +194,7 @@ async def _stream_from_upstream(
                 return response
             if download.done:
                 break
-            await download.wait_for(
-                lambda sent=sent: (
-                    download.done
-                    or download.error is not None
-                    or download.written - HOLD_BACK > sent
-                )
-            )
+            await download.wait_past(sent)
     await response.write_eof()
     return response
 

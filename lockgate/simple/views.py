@@ -103,7 +103,7 @@ async def _upstream_list(
 
         def render() -> bytes:
             names = path.read_text("utf-8").split("\n")
-            entries = [(canonicalize_name(n), n) for n in names if n]
+            entries = [(str(canonicalize_name(n)), n) for n in names if n]
             page = project_list(entries)
             return render_json(page) if content_type == JSON_V1 else render_list_html(page)
 

@@ -25,6 +25,7 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
@@ -787,7 +788,7 @@ def _check_file_agrees(form: UploadForm, file_meta: _FileMetadata, member: str) 
 
 
 def _file_digests(path: pathlib.Path) -> dict[str, str]:
-    hashers = {
+    hashers: dict[str, Any] = {
         "md5": hashlib.md5(usedforsecurity=False),
         "sha256": hashlib.sha256(),
         "blake2_256": hashlib.blake2b(digest_size=32),
