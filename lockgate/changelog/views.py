@@ -11,8 +11,11 @@ from lockgate import __version__
 from lockgate.accounts.services import ROOT_USER
 from lockgate.changelog.models import ChangelogEntry, ServerState
 from lockgate.errors import BadRequest, Forbidden
+from lockgate.indexes.models import Index
+from lockgate.indexes.services import IndexView
+from lockgate.mirror.pages import redact_url
 from lockgate.server.auth import require_login
-from lockgate.server.keys import DATABASE
+from lockgate.server.keys import DATABASE, MIRROR
 
 MAX_WAIT_SECONDS = 60.0
 MAX_ENTRIES = 1000
@@ -22,8 +25,22 @@ async def status(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     async with db.read() as session:
         state = (await session.execute(select(ServerState))).scalar_one()
+        mirrors = [
+            IndexView.from_row(row)
+            for row in (await session.execute(select(Index).where(Index.type == "mirror")))
+            .scalars()
+            .all()
+        ]
+    upstream = request.app[MIRROR].upstream
     return web.json_response(
         {
+            "upstreams": {
+                mirror.path: {
+                    "url": redact_url(str(mirror.config.get("mirror_url", ""))),
+                    "reachable": not upstream.is_down(mirror),
+                }
+                for mirror in mirrors
+            },
             "role": "primary",
             "version": __version__,
             "server_id": state.server_id,

@@ -92,11 +92,13 @@ def test_install_caches_then_works_offline_then_recovers(
         assert failed.returncode != 0
         upstream.mode = "ok"
     assert "serving stale mirror page" in mirror.log()
+    assert mirror.get("/+status").json()["upstreams"]["root/pypi"]["reachable"] is False
 
     # Upstream back: a never-cached project installs without a restart.
     time.sleep(1.2)  # the offline retry interval set in FAST_MIRROR
     back = clients.uv_install(index, "gamma", target=tmp_path / "g-back")
     assert back.returncode == 0, back.stdout + back.stderr
+    assert mirror.get("/+status").json()["upstreams"]["root/pypi"]["reachable"] is True
 
 
 def test_pages_pass_on_everything_and_point_at_lockgate(
