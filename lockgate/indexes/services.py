@@ -18,7 +18,7 @@ from lockgate.accounts.services import require_user
 from lockgate.changelog.writer import record
 from lockgate.errors import BadRequest, Conflict, NotFound
 from lockgate.indexes.models import Index
-from lockgate.mirror.pages import redact_url
+from lockgate.mirror.pages import keep_secret, redact_url
 from lockgate.names import check_name, is_valid_project_name
 
 PYPI_SIMPLE_URL = "https://pypi.org/simple/"
@@ -255,6 +255,8 @@ async def modify_index(
     if "type" in changes and changes["type"] != index.type:
         raise BadRequest("the type of an existing index cannot be changed")
     merged = {**index.config, **changes}
+    if isinstance(changes.get("mirror_url"), str) and index.config.get("mirror_url"):
+        merged["mirror_url"] = keep_secret(changes["mirror_url"], index.config["mirror_url"])
     config = await normalize_config(session, owner, name, merged)
     await _check_no_cycle(session, index.path, config["bases"])
     await record(

@@ -201,21 +201,36 @@ def parse_project_list(body: bytes, content_type: str) -> list[str]:
     return names
 
 
+REDACTED = "****"
+
+
+def _host_part(netloc: str) -> str:
+    """host[:port] of a netloc, without userinfo (IPv6 brackets kept)."""
+    return netloc.rpartition("@")[2]
+
+
 def strip_credentials(url: str) -> str:
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    if "@" not in parts.netloc:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return urlunsplit(
+        (parts.scheme, _host_part(parts.netloc), parts.path, parts.query, parts.fragment)
+    )
 
 
 def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{parts.username}:****@{host}", parts.path, parts.query, ""))
+    netloc = f"{parts.username}:{REDACTED}@{_host_part(parts.netloc)}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+def keep_secret(new_url: str, old_url: str) -> str:
+    """A URL sent back as the API showed it (password masked) keeps the stored password."""
+    new, old = urlsplit(new_url), urlsplit(old_url)
+    if new.password != REDACTED or old.password is None:
+        return new_url
+    if (new.username, _host_part(new.netloc)) != (old.username, _host_part(old.netloc)):
+        return new_url
+    return urlunsplit((new.scheme, old.netloc, new.path, new.query, new.fragment))
