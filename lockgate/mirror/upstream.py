@@ -151,13 +151,17 @@ class UpstreamClient:
             total=total_timeout, sock_connect=seconds, sock_read=seconds
         )
         safe_url = strip_credentials(url)
+        auth = self._auth_for(index, url)
+        if auth is not None:
+            # As a header rather than `auth=`: aiohttp still drops it on a
+            # redirect to another origin, and `auth=` is deprecated.
+            headers = {**(headers or {}), "Authorization": auth.encode()}
         try:
             async with self.session.get(
                 safe_url,
                 headers=headers,
                 timeout=timeout,
                 ssl=self._ssl_for(index),
-                auth=self._auth_for(index, url),
                 allow_redirects=True,
             ) as response:
                 if response.status >= 500:
