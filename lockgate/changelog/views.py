@@ -37,7 +37,8 @@ async def status(request: web.Request) -> web.Response:
             "upstreams": {
                 mirror.path: {
                     "url": redact_url(str(mirror.config.get("mirror_url", ""))),
-                    "reachable": not upstream.is_down(mirror),
+                    "reachable": upstream.last_failure(mirror) is None,
+                    "last_error": upstream.last_failure(mirror),
                 }
                 for mirror in mirrors
             },

@@ -68,6 +68,7 @@ class UpstreamClient:
         self._ssl: dict[tuple[str, int, int, int], ssl.SSLContext] = {}
         # index path -> (the connection settings it failed with, retry time)
         self._down_until: dict[str, tuple[tuple[str, str], float]] = {}
+        self._last_failure: dict[str, str] = {}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -123,14 +124,20 @@ class UpstreamClient:
         settings, until = self._down_until.get(index.path, (None, 0.0))
         return settings == self._connection_settings(index) and until > time.monotonic()
 
+    def last_failure(self, index: IndexView) -> str | None:
+        """Why the last request to this mirror's upstream failed; None after a success."""
+        return self._last_failure.get(index.path)
+
     def _mark_down(self, index: IndexView, reason: str) -> None:
         retry = float(index.config.get("mirror_offline_retry", DEFAULT_OFFLINE_RETRY))
         until = time.monotonic() + max(0.0, retry)
         self._down_until[index.path] = (self._connection_settings(index), until)
+        self._last_failure[index.path] = reason
         log.warning("upstream unavailable", index=index.path, reason=reason, retry_in_seconds=retry)
 
     def _mark_up(self, index: IndexView) -> None:
-        if self._down_until.pop(index.path, None) is not None:
+        self._down_until.pop(index.path, None)
+        if self._last_failure.pop(index.path, None) is not None:
             log.info("upstream reachable again", index=index.path)
 
     @asynccontextmanager

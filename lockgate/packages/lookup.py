@@ -20,6 +20,7 @@ class Lookup:
     view: ProjectView | None
     stale: list[str] = field(default_factory=list)  # why cached mirror pages are unconfirmed
     unavailable: list[str] = field(default_factory=list)  # mirrors with no cache and no upstream
+    mirrors: list[IndexView] = field(default_factory=list)  # mirrors consulted
 
     def require(self, project: str) -> ProjectView:
         if self.view is not None:
@@ -40,11 +41,23 @@ async def lookup_project(app: web.Application, user: str, name: str, project: st
         index = await require_index(session, user, name)
         chain = await resolve_chain(session, index)
         consult = await mirrors_to_consult(session, chain, normalized)
-    result = Lookup(index=index, view=None)
-    for mirror in consult:
-        state = await app[MIRROR].ensure_page(mirror, normalized)
-        if state.stale and state.reason:
-            (result.stale if state.cached else result.unavailable).append(state.reason)
+    result = Lookup(index=index, view=None, mirrors=consult)
+    await confirm_mirrors(app, consult, normalized, result)
     async with db.read() as session:
         result.view = await project_files(session, chain, normalized)
     return result
+
+
+async def confirm_mirrors(
+    app: web.Application, mirrors: list[IndexView], project: str, into: Lookup | None = None
+) -> list[str]:
+    """Make sure the mirrors' cached pages of `project` are fresh; returns the
+    reasons they could not be confirmed (the pages are then served stale)."""
+    stale: list[str] = []
+    for mirror in mirrors:
+        state = await app[MIRROR].ensure_page(mirror, project)
+        if state.stale and state.reason:
+            stale.append(state.reason)
+            if into is not None:
+                (into.stale if state.cached else into.unavailable).append(state.reason)
+    return stale

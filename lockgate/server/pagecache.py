@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class CachedPage:
     body: bytes
     content_type: str
     etag: str
+    # Whatever the page's freshness also depends on (the mirror indexes whose
+    # upstream pages went into it); opaque to the cache.
+    depends_on: tuple[Any, ...] = ()
 
 
 def strong_etag(body: bytes) -> str:
@@ -35,8 +39,15 @@ class PageCache:
         self._pages.move_to_end(key)
         return page
 
-    def put(self, key: tuple[str, ...], serial: int, body: bytes, content_type: str) -> CachedPage:
-        page = CachedPage(serial, body, content_type, strong_etag(body))
+    def put(
+        self,
+        key: tuple[str, ...],
+        serial: int,
+        body: bytes,
+        content_type: str,
+        depends_on: tuple[Any, ...] = (),
+    ) -> CachedPage:
+        page = CachedPage(serial, body, content_type, strong_etag(body), depends_on)
         self._pages[key] = page
         self._pages.move_to_end(key)
         while len(self._pages) > self._limit:

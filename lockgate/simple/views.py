@@ -10,7 +10,7 @@ from packaging.utils import canonicalize_name
 from lockgate.errors import LockgateError, NotFound
 from lockgate.indexes.services import require_index, resolve_chain
 from lockgate.names import is_valid_project_name
-from lockgate.packages.lookup import lookup_project
+from lockgate.packages.lookup import confirm_mirrors, lookup_project
 from lockgate.packages.services import project_names
 from lockgate.server.files import if_none_match
 from lockgate.server.keys import BLOBS, DATABASE, MIRROR, PAGES
@@ -126,14 +126,22 @@ async def simple_project(request: web.Request) -> web.Response:
     content_type = _content_type(request)
     db, pages = request.app[DATABASE], request.app[PAGES]
     key = ("project", user, name, normalized, content_type)
-    found = await lookup_project(request.app, user, name, normalized)
     serial = db.serial
     cached = pages.get(key, serial)
+    stale: list[str] = []
+    if cached is not None:
+        # The fast path: no database work unless a mirror page needs confirming.
+        stale = await confirm_mirrors(request.app, list(cached.depends_on), normalized)
+        if db.serial != serial:
+            cached = None  # the confirmation changed something: build afresh
     if cached is None:
+        serial = db.serial
+        found = await lookup_project(request.app, user, name, normalized)
         page = project_page(found.require(normalized), "../../../../")
         body = render_json(page) if content_type == JSON_V1 else render_project_html(page)
-        cached = pages.put(key, serial, body, content_type)
-    return _respond(request, cached, serial, found.stale)
+        cached = pages.put(key, serial, body, content_type, tuple(found.mirrors))
+        stale = found.stale
+    return _respond(request, cached, serial, stale)
 
 
 async def simple_list_redirect(request: web.Request) -> web.Response:
