@@ -29,10 +29,7 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
         filename = filename[: -len(METADATA_SUFFIX)]
     async with request.app[DATABASE].read() as session:
         index = await require_index(session, user, name)
-        if index.is_mirror:
-            found = None
-        else:
-            found = await find_own_file(session, index, filename)
+        found = None if index.is_mirror else await find_own_file(session, index, filename)
     if index.is_mirror:
         return await serve_mirror_file(request, index, prefix, filename, want_metadata)
     if found is None or not found[0].sha256.startswith(prefix.lower()) or len(prefix) < 8:
