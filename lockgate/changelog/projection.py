@@ -180,34 +180,31 @@ async def _file_add(session: AsyncSession, p: dict[str, Any]) -> None:
     await session.flush()
 
 
-async def _drop_empty(session: AsyncSession, release_id: int, project_id: int) -> None:
+async def _drop_empty_release(session: AsyncSession, release_id: int) -> None:
+    """A release without files goes; its project stays, even with no releases
+    left, as a tombstone that keeps mirror releases of the name hidden
+    (dependency confusion, RELIABILITY DC-7) until `project.delete`."""
     left = (
         await session.execute(select(ReleaseFile.id).where(ReleaseFile.release_id == release_id))
     ).first()
     if left is None:
         await session.execute(delete(Release).where(Release.id == release_id))
-    releases_left = (
-        await session.execute(select(Release.id).where(Release.project_id == project_id))
-    ).first()
-    if releases_left is None:
-        await session.execute(delete(Project).where(Project.id == project_id))
 
 
 @applier("file.delete")
 async def _file_delete(session: AsyncSession, p: dict[str, Any]) -> None:
     index = await _index(session, p["user"], p["index"])
-    row = (
+    file = (
         await session.execute(
-            select(ReleaseFile, Release.project_id)
-            .join(Release, Release.id == ReleaseFile.release_id)
-            .where(ReleaseFile.index_id == index.id, ReleaseFile.filename == p["filename"])
+            select(ReleaseFile).where(
+                ReleaseFile.index_id == index.id, ReleaseFile.filename == p["filename"]
+            )
         )
-    ).first()
-    if row is None:
+    ).scalar_one_or_none()
+    if file is None:
         return
-    file, project_id = row
     await session.execute(delete(ReleaseFile).where(ReleaseFile.id == file.id))
-    await _drop_empty(session, file.release_id, project_id)
+    await _drop_empty_release(session, file.release_id)
 
 
 @applier("release.delete")
@@ -221,7 +218,19 @@ async def _release_delete(session: AsyncSession, p: dict[str, Any]) -> None:
         return
     await session.execute(delete(ReleaseFile).where(ReleaseFile.release_id == release.id))
     await session.execute(delete(Release).where(Release.id == release.id))
-    await _drop_empty(session, release.id, project.id)
+
+
+@applier("project.delete")
+async def _project_delete(session: AsyncSession, p: dict[str, Any]) -> None:
+    """Remove a project, its releases and its tombstone: the name is released."""
+    index = await _index(session, p["user"], p["index"])
+    project = await _project(session, index.id, p["project"])
+    if project is None:
+        return
+    release_ids = select(Release.id).where(Release.project_id == project.id)
+    await session.execute(delete(ReleaseFile).where(ReleaseFile.release_id.in_(release_ids)))
+    await session.execute(delete(Release).where(Release.project_id == project.id))
+    await session.execute(delete(Project).where(Project.id == project.id))
 
 
 @applier("release.yank")

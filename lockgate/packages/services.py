@@ -165,7 +165,15 @@ async def project_files(
             )
         )
     status = status_reason = None
-    found = bool(rows)
+    held = (
+        await session.execute(
+            select(Project.index_id, Project.display_name).where(
+                Project.index_id.in_(stages), Project.name == normalized
+            )
+        )
+    ).all()
+    names.extend((order[index_id], display) for index_id, display in held)
+    found = bool(held)
     for mirror in await mirrors_to_consult(session, chain, normalized):
         page = await _mirror_page(session, mirror, normalized)
         if page is None:
@@ -303,3 +311,24 @@ async def find_release(
         )
     ).first()
     return (row[0], row[1]) if row else None
+
+
+async def project_releases(
+    session: AsyncSession, index: IndexView, project: str
+) -> list[str] | None:
+    """Versions of a project held by this index; None when it holds no such project
+    ([] for a tombstone: all releases deleted, name still held)."""
+    row = (
+        await session.execute(
+            select(Project.id).where(
+                Project.index_id == index.id, Project.name == canonicalize_name(project)
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    return list(
+        (await session.execute(select(Release.version).where(Release.project_id == row)))
+        .scalars()
+        .all()
+    )

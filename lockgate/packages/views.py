@@ -12,8 +12,8 @@ from lockgate.changelog.writer import record
 from lockgate.errors import BadRequest, Forbidden, NotFound
 from lockgate.indexes.services import IndexView, require_index
 from lockgate.mirror.views import serve_mirror_file
-from lockgate.packages.services import find_own_file, find_release
-from lockgate.server.auth import require_login, require_upload_permission
+from lockgate.packages.services import find_own_file, find_release, project_releases
+from lockgate.server.auth import require_login, require_self_or_root, require_upload_permission
 from lockgate.server.files import blob_response
 from lockgate.server.http import api_response, read_json_object
 from lockgate.server.keys import DATABASE
@@ -121,3 +121,32 @@ async def delete_file(request: web.Request) -> web.Response:
             session, "file.delete", {"user": index.user, "index": index.name, "filename": filename}
         )
     return api_response("message", f"file {filename} deleted", serial=db.serial)
+
+
+async def delete_project(request: web.Request) -> web.Response:
+    """Delete a project and release its name (its tombstone goes too).
+
+    Only the index owner or root: while the name is held, mirror releases of it
+    stay hidden from everything that inherits this index.
+    """
+    user, name = request.match_info["user"], request.match_info["index"]
+    project = canonicalize_name(request.match_info["project"])
+    db = request.app[DATABASE]
+    async with db.write() as session:
+        actor = await require_login(request, session)
+        require_self_or_root(actor, user)
+        index = await require_index(session, user, name)
+        releases = await project_releases(session, index, project)
+        if releases is None:
+            raise NotFound(f"project {project} not found on index {index.path}")
+        if releases and not index.volatile:
+            raise Forbidden(
+                f"index {index.path} is not volatile: project {project} still has "
+                f"{len(releases)} release(s) and cannot be deleted"
+            )
+        await record(
+            session,
+            "project.delete",
+            {"user": index.user, "index": index.name, "project": project},
+        )
+    return api_response("message", f"project {project} deleted from {index.path}", serial=db.serial)

@@ -48,6 +48,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/{{version:[^/]+}}/json", jsonapi.project_json)
     r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/{{version:[^/]+}}/json/", jsonapi.project_json)
 
+    r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}", packages.delete_project)
     release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:[^/+][^/]*}}"
     r.add_delete(release, packages.delete_release)
     r.add_patch(release, packages.patch_release)

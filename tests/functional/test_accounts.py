@@ -7,8 +7,10 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from tests.support.server import LockgateServer
+from tests.support.dists import make_wheel
+from tests.support.server import Clients, LockgateServer
 
 JSON = {"Accept": "application/json"}
 
@@ -133,3 +135,20 @@ def test_oversized_upload_is_refused_before_the_body(
     assert "File too large" in answer
     assert time.monotonic() - started < 5
     assert list((server.serverdir / "tmp").iterdir()) == []
+
+
+def test_project_delete_needs_the_owner_and_a_volatile_index(
+    server: LockgateServer, clients: Clients, tmp_path: Path
+) -> None:
+    server.create_user("mo", "mo-pw")
+    server.create_user("ned", "ned-pw")
+    mo = ("mo", "mo-pw")
+    server.create_index("mo/prod", mo, volatile=False, acl_upload=["mo", "ned"])
+    wheel = make_wheel(tmp_path, "held-name", "1.0")
+    assert clients.twine_upload(f"{server.url}/mo/prod/", [wheel], *mo).returncode == 0
+    by_uploader = server.request("DELETE", "/mo/prod/held-name", auth=("ned", "ned-pw"))
+    assert by_uploader.status_code == 403
+    refused = server.request("DELETE", "/mo/prod/held-name", auth=mo)
+    assert refused.status_code == 403 and "not volatile" in refused.text
+    assert server.get("/mo/prod/+simple/held-name/").status_code == 200
+    assert server.request("DELETE", "/mo/prod/nothing", auth=mo).status_code == 404

@@ -112,3 +112,36 @@ def test_versions_merge_and_nearest_index_wins(
             await db.dispose()
 
     asyncio.run(scenario())
+
+
+def test_dc7_deleted_private_project_keeps_the_name_until_released(
+    make_db_url: Callable[[], str | None], tmp_path: Path
+) -> None:
+    from lockgate.changelog.writer import record
+
+    async def scenario() -> None:
+        db = await _setup(_db_url(make_db_url, tmp_path))
+        try:
+            await add_file(
+                db, "acme/prod", "acme-utils", "1.0", "acme_utils-1.0-py3-none-any.whl", H[3]
+            )
+            async with db.write() as session:
+                await record(
+                    session,
+                    "release.delete",
+                    {"user": "acme", "index": "prod", "project": "acme-utils", "version": "1.0"},
+                )
+            # Every private release is gone, but the public 99.0 must not appear.
+            assert await _visible(db, "acme/dev", "acme-utils") == []
+            async with db.write() as session:
+                await record(
+                    session,
+                    "project.delete",
+                    {"user": "acme", "index": "prod", "project": "acme-utils"},
+                )
+            visible = await _visible(db, "acme/dev", "acme-utils")
+            assert ("root/pypi", "acme_utils-99.0-py3-none-any.whl") in visible
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())

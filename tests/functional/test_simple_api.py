@@ -740,10 +740,16 @@ def test_delete_file_and_release_on_a_volatile_index(world: World) -> None:
     assert "2.0" not in data["versions"]
     assert world.server.request("DELETE", f"/{STAGE}/doomed/2.0", auth=AUTH).status_code == 404
 
-    # Deleting the last file removes the project: its page is then a 404.
+    # Deleting the last file leaves a tombstone: the name stays held (an empty
+    # page, so mirror releases of it stay hidden) until the project is deleted.
     assert requests.delete(urls[wheel1], auth=AUTH, timeout=30).status_code == 200
+    assert world.get(path).status_code == 200
+    assert world.json_page(path)["files"] == []
+    deleted = world.server.request("DELETE", f"/{STAGE}/doomed", auth=AUTH)
+    assert deleted.status_code == 200, deleted.text
     assert world.get(path).status_code == 404
     assert world.get(path, headers=J).status_code == 404
+    assert world.server.request("DELETE", f"/{STAGE}/doomed", auth=AUTH).status_code == 404
 
 
 def test_non_volatile_index_refuses_deletes(world: World) -> None:
