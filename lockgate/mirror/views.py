@@ -19,8 +19,8 @@ from lockgate.mirror.downloads import CHUNK, HOLD_BACK, Download, extract_wheel_
 from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject
 from lockgate.mirror.upstream import UpstreamBadData, UpstreamUnavailable
 from lockgate.packages.services import url_key
-from lockgate.server.files import FILE_CACHE_CONTROL, blob_response
-from lockgate.server.keys import BLOBS, DATABASE, MIRROR
+from lockgate.server.files import FILE_CACHE_CONTROL, StoredFile, blob_response, file_memo_key
+from lockgate.server.keys import BLOBS, DATABASE, FILES, MIRROR
 
 log = structlog.get_logger("lockgate.mirror")
 
@@ -69,6 +69,7 @@ def _key_matches(prefix: str, link: MirrorLink) -> bool:
 async def serve_mirror_file(
     request: web.Request, index: IndexView, prefix: str, filename: str, want_metadata: bool
 ) -> web.StreamResponse:
+    serial = request.app[DATABASE].serial  # read before the rows: a memo never outlives them
     link, cached, project = await _load(request, index, filename)
     # Files the upstream no longer lists are kept for audit but not served.
     if link is None or not _key_matches(prefix, link):
@@ -78,6 +79,12 @@ async def serve_mirror_file(
     if want_metadata:
         return await _serve_metadata(request, index, link, cached)
     if cached is not None and cached.sha256 and request.app[BLOBS].exists(cached.sha256):
+        path_key = link.sha256[:16] if link.sha256 else url_key(link.url)
+        request.app[FILES].put(
+            file_memo_key(index.user, index.name, filename),
+            serial,
+            StoredFile(path_key, cached.sha256, cached.core_metadata_sha256),
+        )
         return blob_response(request, cached.sha256, "application/octet-stream")
     return await _stream_from_upstream(request, index, link)
 

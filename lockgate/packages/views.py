@@ -14,9 +14,9 @@ from lockgate.indexes.services import IndexView, require_index
 from lockgate.mirror.views import serve_mirror_file
 from lockgate.packages.services import find_own_file, find_release, project_releases
 from lockgate.server.auth import require_login, require_self_or_root, require_upload_permission
-from lockgate.server.files import blob_response
+from lockgate.server.files import StoredFile, blob_response, file_memo_key
 from lockgate.server.http import api_response, read_json_object
-from lockgate.server.keys import DATABASE
+from lockgate.server.keys import DATABASE, FILES
 
 METADATA_SUFFIX = ".metadata"
 
@@ -27,19 +27,28 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     want_metadata = filename.endswith(METADATA_SUFFIX)
     if want_metadata:
         filename = filename[: -len(METADATA_SUFFIX)]
-    async with request.app[DATABASE].read() as session:
-        index = await require_index(session, user, name)
-        found = None if index.is_mirror else await find_own_file(session, index, filename)
-    if index.is_mirror:
-        return await serve_mirror_file(request, index, prefix, filename, want_metadata)
-    if found is None or not found[0].sha256.startswith(prefix.lower()) or len(prefix) < 8:
+    db = request.app[DATABASE]
+    known: StoredFile | None = request.app[FILES].get(
+        file_memo_key(user, name, filename), db.serial
+    )
+    if known is None or (want_metadata and not known.metadata_sha256):
+        async with db.read() as session:
+            index = await require_index(session, user, name)
+            found = None if index.is_mirror else await find_own_file(session, index, filename)
+        if index.is_mirror:
+            return await serve_mirror_file(request, index, prefix, filename, want_metadata)
+        if found is None:
+            raise NotFound(f"file {filename!r} not found on index {user}/{name}")
+        file = found[0]
+        known = StoredFile(file.sha256, file.sha256, file.core_metadata_sha256)
+        request.app[FILES].put(file_memo_key(user, name, filename), db.serial, known)
+    if len(prefix) < 8 or not known.path_key.startswith(prefix.lower()):
         raise NotFound(f"file {filename!r} not found on index {user}/{name}")
-    file = found[0]
     if want_metadata:
-        if not file.core_metadata_sha256:
+        if not known.metadata_sha256:
             raise NotFound(f"no core metadata file is available for {filename!r}")
-        return blob_response(request, file.core_metadata_sha256, "application/octet-stream")
-    return blob_response(request, file.sha256, "application/octet-stream")
+        return blob_response(request, known.metadata_sha256, "application/octet-stream")
+    return blob_response(request, known.sha256, "application/octet-stream")
 
 
 def _check_version(version: str) -> str:

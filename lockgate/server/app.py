@@ -11,9 +11,9 @@ from lockgate.config import Settings
 from lockgate.db.session import Database
 from lockgate.mirror.services import MirrorService
 from lockgate.mirror.upstream import UpstreamClient
-from lockgate.server.keys import BLOBS, CREDENTIALS, DATABASE, MIRROR, PAGES, SETTINGS
+from lockgate.server.keys import BLOBS, CREDENTIALS, DATABASE, FILES, MIRROR, PAGES, SETTINGS
 from lockgate.server.middleware import error_middleware, logging_middleware
-from lockgate.server.pagecache import PageCache
+from lockgate.server.pagecache import PageCache, SerialMemo
 from lockgate.server.routes import setup_routes
 from lockgate.storage.blobs import BlobStore
 
@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     app[BLOBS] = blobs
     app[CREDENTIALS] = CredentialCache()
     app[PAGES] = PageCache()
+    app[FILES] = SerialMemo()
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_mirror_ctx)
     setup_routes(app)

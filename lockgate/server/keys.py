@@ -8,7 +8,7 @@ from lockgate.accounts.services import CredentialCache
 from lockgate.config import Settings
 from lockgate.db.session import Database
 from lockgate.mirror.services import MirrorService
-from lockgate.server.pagecache import PageCache
+from lockgate.server.pagecache import PageCache, SerialMemo
 from lockgate.storage.blobs import BlobStore
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,3 +17,4 @@ BLOBS = web.AppKey("blobs", BlobStore)
 CREDENTIALS = web.AppKey("credentials", CredentialCache)
 PAGES = web.AppKey("pages", PageCache)
 MIRROR = web.AppKey("mirror", MirrorService)
+FILES = web.AppKey("files", SerialMemo)

@@ -53,3 +53,24 @@ class PageCache:
         while len(self._pages) > self._limit:
             self._pages.popitem(last=False)
         return page
+
+
+class SerialMemo:
+    """Small lookups (which blob a file URL names) remembered for one serial,
+    so hot file downloads skip the database the way cached pages do."""
+
+    def __init__(self, limit: int = 65536) -> None:
+        self._entries: OrderedDict[tuple[str, ...], tuple[int, Any]] = OrderedDict()
+        self._limit = limit
+
+    def get(self, key: tuple[str, ...], serial: int) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != serial:
+            return None
+        return entry[1]
+
+    def put(self, key: tuple[str, ...], serial: int, value: Any) -> None:
+        self._entries[key] = (serial, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._limit:
+            self._entries.popitem(last=False)

@@ -72,3 +72,24 @@ def test_identical_reupload_is_a_no_op_and_non_volatile_refuses_overwrite(
     assert refused.returncode != 0
     assert "File already exists" in refused.stdout + refused.stderr
     assert server.serial() == serial
+
+
+def test_files_carry_their_sha256_as_a_strong_etag(
+    server: LockgateServer, clients: Clients, tmp_path: Path
+) -> None:
+    server.create_user("eta", "eta-pw")
+    server.create_index("eta/dev", ("eta", "eta-pw"))
+    wheel = make_wheel(tmp_path, "tagged", "1.0")
+    assert clients.twine_upload(f"{server.url}/eta/dev/", [wheel], "eta", "eta-pw").returncode == 0
+    page = server.get(
+        "/eta/dev/+simple/tagged/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    ).json()
+    (file,) = page["files"]
+    url = "/eta/dev/+simple/tagged/" + file["url"]
+    for _ in range(2):  # the second answer comes from the in-memory lookup
+        response = server.get(url, allow_redirects=True)
+        assert response.headers["ETag"] == f'"{file["hashes"]["sha256"]}"'
+    again = server.get(
+        url, allow_redirects=True, headers={"If-None-Match": response.headers["ETag"]}
+    )
+    assert again.status_code == 304
