@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from lockgate.accounts.services import ROOT_USER
+from lockgate.errors import Forbidden
 from lockgate.indexes.services import (
     IndexView,
     create_index,
@@ -17,6 +19,18 @@ from lockgate.packages.services import project_names
 from lockgate.server.auth import require_login, require_self_or_root
 from lockgate.server.http import api_response, read_json_object
 from lockgate.server.keys import DATABASE
+
+# Settings that decide where the server sends requests: root only, so a user
+# cannot turn lockgate into a proxy towards internal hosts (RELIABILITY SS-4).
+UPSTREAM_KEYS = {"mirror_url", "mirror_ca_bundle"}
+
+
+def _require_root_for_upstream(actor: str) -> None:
+    if actor != ROOT_USER:
+        raise Forbidden(
+            "only root may create mirror indexes or change where they fetch from "
+            "(mirror_url, mirror_ca_bundle)"
+        )
 
 
 def public_config(index: IndexView) -> dict[str, Any]:
@@ -38,6 +52,8 @@ async def put_index(request: web.Request) -> web.Response:
     async with db.write() as session:
         actor = await require_login(request, session)
         require_self_or_root(actor, user)
+        if data.get("type") == "mirror":
+            _require_root_for_upstream(actor)
         index = await create_index(session, user, name, data)
     return api_response("indexconfig", public_config(index), status=201, serial=db.serial)
 
@@ -49,6 +65,8 @@ async def patch_index(request: web.Request) -> web.Response:
     async with db.write() as session:
         actor = await require_login(request, session)
         require_self_or_root(actor, user)
+        if UPSTREAM_KEYS & set(data):
+            _require_root_for_upstream(actor)
         index = await modify_index(session, user, name, data)
     return api_response("indexconfig", public_config(index), serial=db.serial)
 

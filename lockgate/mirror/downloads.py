@@ -28,6 +28,8 @@ log = structlog.get_logger("lockgate.mirror")
 CHUNK = 256 * 1024
 HOLD_BACK = 1  # bytes withheld from readers until the hash is verified
 MAX_METADATA_BYTES = 10 * 1024 * 1024
+# An upstream that announces no size cannot send more than this (RELIABILITY SS-6).
+MAX_UNSIZED_FILE_BYTES = 16 * 1024 * 1024 * 1024
 
 
 class DownloadFailed(Exception):
@@ -42,6 +44,7 @@ class Download:
     filename: str
     temp: Path
     expected_sha256: str | None
+    expected_size: int | None = None  # from the upstream page
     size: int | None = None  # from Content-Length, once known
     written: int = 0
     started: bool = False
@@ -83,6 +86,7 @@ class DownloadCoordinator:
         filename: str,
         expected_sha256: str | None,
         on_complete: OnComplete,
+        expected_size: int | None = None,
     ) -> Download:
         key = (index.path, filename)
         existing = self._running.get(key)
@@ -90,7 +94,12 @@ class DownloadCoordinator:
             return existing
         handle, temp = self.blobs.new_temp()
         handle.close()
-        download = Download(filename=filename, temp=temp, expected_sha256=expected_sha256)
+        download = Download(
+            filename=filename,
+            temp=temp,
+            expected_sha256=expected_sha256,
+            expected_size=expected_size,
+        )
         self._running[key] = download
         task = asyncio.create_task(self._run(key, index, url, download, on_complete))
         self._tasks.add(task)
@@ -153,6 +162,7 @@ class DownloadCoordinator:
                         f"the upstream answered {response.status} for {download.filename}"
                     )
                 download.size = response.content_length
+                limit = download.expected_size or download.size or MAX_UNSIZED_FILE_BYTES
                 download.started = True
                 await download.notify()
                 with download.temp.open("wb") as handle:
@@ -160,6 +170,11 @@ class DownloadCoordinator:
                     async for chunk in response.content.iter_chunked(CHUNK):
                         writer.write(chunk)
                         download.written = writer.size
+                        if writer.size > limit:
+                            raise DownloadFailed(
+                                f"the upstream sent more than the {limit} bytes expected "
+                                f"for {download.filename}; transfer stopped"
+                            )
                         await download.notify()
                     handle.flush()
                     await asyncio.to_thread(os.fsync, handle.fileno())

@@ -161,7 +161,9 @@ async def _stream_from_upstream(
             )
         log.info("mirror file cached", index=index.path, filename=filename, size=size)
 
-    download = mirror.downloads.start(index, link.url, filename, link.sha256, on_complete)
+    download = mirror.downloads.start(
+        index, link.url, filename, link.sha256, on_complete, expected_size=link.size
+    )
     await download.wait_for(lambda: download.started or download.done or download.error is not None)
     if download.error is not None and not download.started:
         raise UpstreamFailure(download.error.message, download.error.status)

@@ -152,3 +152,22 @@ def test_project_delete_needs_the_owner_and_a_volatile_index(
     assert refused.status_code == 403 and "not volatile" in refused.text
     assert server.get("/mo/prod/+simple/held-name/").status_code == 200
     assert server.request("DELETE", "/mo/prod/nothing", auth=mo).status_code == 404
+
+
+def test_only_root_points_mirrors_somewhere(server: LockgateServer) -> None:
+    server.create_user("oz", "oz-pw")
+    oz = ("oz", "oz-pw")
+    for body in (
+        {"type": "mirror", "mirror_url": "http://169.254.169.254/latest/meta-data/"},
+        {"type": "mirror"},
+    ):
+        refused = server.request("PUT", "/oz/mirror", auth=oz, json=body)
+        assert refused.status_code == 403 and "only root" in refused.text
+    made = server.request("PUT", "/oz/mirror", auth=server.root_auth(), json={"type": "mirror"})
+    assert made.status_code == 201, made.text
+    moved = server.request(
+        "PATCH", "/oz/mirror", auth=oz, json={"mirror_url": "http://127.0.0.1:5432/"}
+    )
+    assert moved.status_code == 403
+    tuned = server.request("PATCH", "/oz/mirror", auth=oz, json={"mirror_cache_expiry": 60})
+    assert tuned.status_code == 200, tuned.text
