@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 
 from lockgate.accounts.services import CredentialCache
@@ -17,6 +20,8 @@ from lockgate.server.pagecache import PageCache, SerialMemo
 from lockgate.server.routes import setup_routes
 from lockgate.storage.blobs import BlobStore
 
+log = structlog.get_logger("lockgate.server")
+
 # Headroom over the file size limit for the form fields around the file.
 UPLOAD_OVERHEAD_BYTES = 32 * 1024 * 1024
 
@@ -27,6 +32,30 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = database
     yield
     await database.dispose()
+
+
+SERIAL_POLL_SECONDS = 0.5
+
+
+async def _serial_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Notice commits made by other processes (another worker, `lockgate gc`):
+    page caches and changelog long-polls key on the serial, so it must move
+    whoever wrote."""
+    database = app[DATABASE]
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(SERIAL_POLL_SECONDS)
+            try:
+                await database.load_serial()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the watch
+                log.warning("could not read the current serial", exc_info=True)
+
+    task = asyncio.create_task(watch())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -51,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
     app[PAGES] = PageCache()
     app[FILES] = SerialMemo()
     app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_serial_watch_ctx)
     app.cleanup_ctx.append(_mirror_ctx)
     setup_routes(app)
     return app
