@@ -213,6 +213,53 @@ def gc(serverdir: Path | None, dry_run: bool, min_age: float) -> None:
     asyncio.run(run())
 
 
+@main.command()
+@SERVERDIR_OPTION
+def fsck(serverdir: Path | None) -> None:
+    """Check the changelog chain and every referenced blob; exit 1 on a problem."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from lockgate.db.session import Database
+    from lockgate.serverdir import ServerDirError, check_serveable
+    from lockgate.storage.blobs import BlobStore
+    from lockgate.storage.fsck import fsck as run_fsck
+
+    settings = load_settings(_serverdir(serverdir))
+    try:
+        check_serveable(settings)
+    except ServerDirError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def run() -> bool:
+        db = Database(settings.db_url)
+        try:
+            with Progress() as progress:
+                task = progress.add_task("verifying blobs", total=None)
+                report = await run_fsck(
+                    db,
+                    BlobStore(settings.blob_dir, settings.tmp_dir),
+                    progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
+        finally:
+            await db.dispose()
+        for problem in report.problems:
+            click.echo(f"PROBLEM {problem}")
+        for orphan in report.orphans:
+            click.echo(f"orphan blob {orphan} (lockgate gc removes it)")
+        for temp in report.temp_files:
+            click.echo(f"temp file {temp}")
+        click.echo(
+            f"{report.entries} changelog entries, {report.blobs_checked} blobs verified, "
+            f"{len(report.problems)} problem(s), {len(report.orphans)} orphan(s)"
+        )
+        return report.ok
+
+    if not asyncio.run(run()):
+        sys.exit(1)
+
+
 main.add_command(user_group)
 main.add_command(index_group)
 main.add_command(mirror_group)

@@ -12,7 +12,8 @@ from pathlib import Path
 import requests
 
 from lockgate import migrations
-from tests.support.server import LOCKGATE, LockgateServer, free_port
+from tests.support.dists import make_wheel, sha256_file
+from tests.support.server import LOCKGATE, Clients, LockgateServer, free_port
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -174,3 +175,27 @@ def test_sigterm_lets_in_flight_requests_finish(server: LockgateServer) -> None:
     assert answers and answers[0].status_code == 200
     assert server.process.wait(30) == 0
     assert list((server.serverdir / "tmp").iterdir()) == []
+
+
+def test_fsck_finds_missing_corrupt_and_orphan_blobs(
+    server: LockgateServer, clients: Clients, tmp_path: Path
+) -> None:
+    server.create_user("fi", "fi-pw")
+    server.create_index("fi/dev", ("fi", "fi-pw"))
+    wheel = make_wheel(tmp_path, "checked", "1.0")
+    assert clients.twine_upload(f"{server.url}/fi/dev/", [wheel], "fi", "fi-pw").returncode == 0
+    server.stop()
+    clean = _run("fsck", "--serverdir", str(server.serverdir))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "0 problem(s)" in clean.stdout
+    blob = next(p for p in (server.serverdir / "blobs").rglob("*") if p.name == sha256_file(wheel))
+    orphan = blob.parent / ("f" * 64)
+    orphan.write_bytes(b"left by a crash")
+    blob.write_bytes(b"bit rot")
+    broken = _run("fsck", "--serverdir", str(server.serverdir))
+    assert broken.returncode == 1
+    assert f"blob {blob.name}: content has sha256" in broken.stdout
+    assert f"orphan blob {orphan.name}" in broken.stdout
+    blob.unlink()
+    missing = _run("fsck", "--serverdir", str(server.serverdir))
+    assert missing.returncode == 1 and f"blob {blob.name}: missing" in missing.stdout

@@ -208,6 +208,8 @@ def test_killed_mid_download_never_serves_a_partial_blob(
     assert list((mirror.serverdir / "tmp").iterdir()) == []
     body = requests.get(mirror.url + path, timeout=60, allow_redirects=True).content
     assert hashlib.sha256(body).hexdigest() == big.sha256
+    checked = _lockgate("fsck", "--serverdir", str(mirror.serverdir), env={})
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_private_names_never_reach_the_upstream(
