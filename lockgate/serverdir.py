@@ -24,6 +24,7 @@ from lockgate.config import CONFIG_FILENAME, Settings
 from lockgate.db.engine import DatabaseURLError, normalize_url
 from lockgate.db.session import Database
 from lockgate.indexes.services import PYPI_SIMPLE_URL, create_index
+from lockgate.storage.blobs import temp_in_use
 
 FORMAT_VERSION = 1
 
@@ -134,13 +135,17 @@ def init_serverdir(
 
 
 def clean_tmp(settings: Settings) -> int:
-    """Remove temp files left by a crash; no request is in flight at start-up."""
+    """Remove temp files left by crashed processes. Temp names carry their
+    writer's pid, so files of other live processes sharing the directory stay."""
     removed = 0
     if settings.tmp_dir.is_dir():
         for child in settings.tmp_dir.iterdir():
-            if child.is_file():
-                child.unlink(missing_ok=True)
-                removed += 1
+            if not child.is_file():
+                continue
+            if temp_in_use(child.name):
+                continue
+            child.unlink(missing_ok=True)
+            removed += 1
     return removed
 
 

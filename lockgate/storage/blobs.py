@@ -19,6 +19,29 @@ from pathlib import Path
 from typing import IO
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+TEMP_PREFIX = "incoming-"
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid that wrote a temp file, from its name (None if not ours)."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    pid = name[len(TEMP_PREFIX) :].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def temp_in_use(name: str) -> bool:
+    """True when the temp file belongs to another live process (a transfer in flight)."""
+    owner = temp_owner(name)
+    if owner is None or owner == os.getpid():
+        return False
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class InvalidBlobId(ValueError):
@@ -86,7 +109,7 @@ class BlobStore:
 
     def new_temp(self) -> tuple[IO[bytes], Path]:
         """An open temp file in the store's tmp dir; the caller closes or discards it."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="incoming-")
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"{TEMP_PREFIX}{os.getpid()}-")
         return os.fdopen(fd, "wb"), Path(name)
 
     def commit_temp(self, temp: Path, sha256: str) -> Path:

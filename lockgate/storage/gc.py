@@ -21,7 +21,7 @@ from lockgate.db.session import Database
 from lockgate.indexes.models import Index
 from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProjectList
 from lockgate.packages.models import ReleaseFile
-from lockgate.storage.blobs import SHA256_RE, BlobStore
+from lockgate.storage.blobs import SHA256_RE, BlobStore, temp_in_use
 
 DEFAULT_MIN_AGE = 3600.0
 
@@ -118,7 +118,7 @@ async def collect_garbage(
         if not dry_run:
             path.unlink(missing_ok=True)
     for path in blobs.tmp.iterdir():
-        if path.is_file() and now - path.stat().st_mtime >= min_age:
+        if path.is_file() and not temp_in_use(path.name) and now - path.stat().st_mtime >= min_age:
             report.temp_removed += 1
             if not dry_run:
                 path.unlink(missing_ok=True)

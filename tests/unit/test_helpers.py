@@ -1,6 +1,9 @@
-"""Credentials in upstream URLs: stripped, masked, and kept when sent back masked."""
+"""Small pure helpers: credentials in upstream URLs (stripped, masked, kept when sent
+back masked) and temp-file ownership."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from lockgate.mirror.pages import keep_secret, redact_url, strip_credentials
 
@@ -22,3 +25,27 @@ def test_masked_url_sent_back_keeps_the_stored_password() -> None:
     # Masked but pointed elsewhere: the secret must not follow it to another host.
     other = "https://me:****@evil.example/simple/"
     assert keep_secret(other, stored) == other
+
+
+def test_temp_files_of_live_processes_survive_a_neighbour_starting(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from lockgate.config import Settings
+    from lockgate.serverdir import clean_tmp
+
+    settings = Settings(serverdir=tmp_path, db_url="sqlite://")
+    settings.tmp_dir.mkdir()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        live = settings.tmp_dir / f"incoming-{sleeper.pid}-abc"
+        dead = settings.tmp_dir / "incoming-999999999-abc"
+        stray = settings.tmp_dir / "leftover"
+        own = settings.tmp_dir / f"incoming-{os.getpid()}-abc"
+        for path in (live, dead, stray, own):
+            path.write_bytes(b"x")
+        assert clean_tmp(settings) == 3
+        assert [p.name for p in settings.tmp_dir.iterdir()] == [live.name]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
