@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lockgate.changelog.models import ServerState
@@ -61,8 +61,13 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._read_sessions() as session:
-            yield session
+        try:
+            async with self._read_sessions() as session:
+                yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise ServiceUnavailable(
+                "the database is unavailable or busy; try again shortly"
+            ) from exc
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -79,7 +84,7 @@ class Database:
             async with self._write_sessions() as session, session.begin():
                 yield session
                 state_serial = await _current_serial(session)
-        except OperationalError as exc:
+        except (OperationalError, InterfaceError) as exc:
             raise ServiceUnavailable(
                 "the database is unavailable or busy; nothing was changed, try again"
             ) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.text and exc.content_type == "text/plain":
             return error_response(request, exc.status, exc.text.strip())
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Disk full: nothing was committed (blobs are written before rows).
+            log.error("storage full", path=request.path)
+            return error_response(
+                request, 507, "the server's storage is full; nothing was stored, try again later"
+            )
         raise
 
 
