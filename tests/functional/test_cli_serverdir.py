@@ -160,7 +160,7 @@ def test_sigterm_lets_in_flight_requests_finish(server: LockgateServer) -> None:
     def long_poll() -> None:
         answers.append(
             requests.get(
-                f"{server.url}/+changelog?since={serial}&wait=3",
+                f"{server.url}/+changelog?since={serial}&wait=6",
                 auth=server.root_auth(),
                 timeout=30,
             )
@@ -168,7 +168,7 @@ def test_sigterm_lets_in_flight_requests_finish(server: LockgateServer) -> None:
 
     thread = threading.Thread(target=long_poll)
     thread.start()
-    time.sleep(0.5)
+    time.sleep(1.5)  # let the long-poll reach the server before the signal
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
     thread.join(30)

@@ -87,7 +87,7 @@ def test_install_caches_then_works_offline_then_recovers(
         never = mirror.get("/root/pypi/+simple/gamma/", headers=JSON)
         assert never.status_code == 404, f"{mode}: {never.status_code} {never.text}"
         assert "upstream" in never.text and "gamma" in never.text
-        assert time.monotonic() - started < 8, f"{mode}: answers must come within seconds"
+        assert time.monotonic() - started < 12, f"{mode}: answers must come within seconds"
         failed = clients.pip_install(index, "gamma", target=tmp_path / f"g-{mode}")
         assert failed.returncode != 0
         upstream.mode = "ok"
