@@ -45,6 +45,9 @@ class Settings:
     allow_self_registration: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     log_format: str = "auto"  # auto | json | console
+    # The URL clients reach this server by, when it differs from what requests
+    # say (TLS-terminating proxy): absolute URLs in the JSON API use it.
+    public_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,4 +93,5 @@ def load_settings(serverdir: Path, **flags: Any) -> Settings:
         allow_self_registration=_as_bool(pick("allow_self_registration", False)),
         max_upload_bytes=int(pick("max_upload_bytes", DEFAULT_MAX_UPLOAD_BYTES)),
         log_format=str(pick("log_format", "auto")),
+        public_url=(str(pick("public_url", "")).rstrip("/") or None),
     )

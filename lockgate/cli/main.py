@@ -89,6 +89,11 @@ def init(
 @click.option(
     "--max-upload-bytes", type=int, default=None, help="Largest file accepted (default 100 MiB)."
 )
+@click.option(
+    "--public-url",
+    default=None,
+    help="URL clients use to reach this server, behind a TLS proxy (e.g. https://pypi.corp).",
+)
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
 def serve(
     serverdir: Path | None,
@@ -99,6 +104,7 @@ def serve(
     upstream: str | None,
     allow_self_registration: bool | None,
     max_upload_bytes: int | None,
+    public_url: str | None,
     log_format: str | None,
 ) -> None:
     """Serve the index until SIGINT/SIGTERM (initialising a new directory first)."""
@@ -115,6 +121,7 @@ def serve(
         "port": port,
         "allow_self_registration": allow_self_registration,
         "max_upload_bytes": max_upload_bytes,
+        "public_url": public_url,
         "log_format": log_format,
     }
     settings = load_settings(path, **flags)

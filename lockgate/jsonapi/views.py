@@ -11,7 +11,7 @@ from packaging.version import InvalidVersion, Version
 from lockgate.names import is_valid_project_name
 from lockgate.packages.lookup import lookup_project
 from lockgate.packages.services import ProjectView, VisibleFile
-from lockgate.server.keys import DATABASE
+from lockgate.server.keys import DATABASE, SETTINGS
 
 INFO_FIELDS = {
     "summary": "summary",
@@ -127,7 +127,7 @@ async def project_json(request: web.Request) -> web.Response:
     index, view = found.index, found.view
     if view is None or not view.versions or view.status == "quarantined":
         return _not_found()
-    base = f"{request.scheme}://{request.host}"
+    base = request.app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
     if version is None:
         selected = _latest(view)
     else:

@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -102,3 +102,16 @@ def test_upload_and_install_through_the_shipped_nginx_config(
     assert uv.returncode == 0, uv.stdout + uv.stderr
     page = requests.get(index + "behind-proxy/", headers={"Accept-Encoding": "gzip"}, timeout=10)
     assert page.status_code == 200 and page.headers.get("ETag")
+
+
+def test_public_url_names_the_server_in_json_api_links(
+    make_server: Callable[..., LockgateServer], clients: Clients, tmp_path: Path
+) -> None:
+    server = make_server("public", public_url="https://pypi.example.org/")
+    server.create_user("pub", "pub-pw")
+    server.create_index("pub/dev", ("pub", "pub-pw"))
+    wheel = make_wheel(tmp_path, "linked", "1.0")
+    assert clients.twine_upload(f"{server.url}/pub/dev/", [wheel], "pub", "pub-pw").returncode == 0
+    data = server.get("/pub/dev/pypi/linked/json").json()
+    assert data["urls"][0]["url"].startswith("https://pypi.example.org/pub/dev/+f/")
+    assert data["info"]["project_url"] == "https://pypi.example.org/pub/dev/pypi/linked/"
