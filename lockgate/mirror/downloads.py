@@ -168,7 +168,7 @@ class DownloadCoordinator:
                 with download.temp.open("wb") as handle:
                     writer = HashingWriter(handle)
                     async for chunk in response.content.iter_chunked(CHUNK):
-                        writer.write(chunk)
+                        await asyncio.to_thread(writer.write, chunk)
                         download.written = writer.size
                         if writer.size > limit:
                             raise DownloadFailed(

@@ -162,7 +162,8 @@ async def _stream_to_file(
             chunk = await part.read_chunk(CHUNK)
             if not chunk:
                 break
-            writer.write(chunk)
+            # Hashing and writing run off the event loop (three digests per chunk).
+            await asyncio.to_thread(writer.write, chunk)
             if writer.size > limit:
                 raise BadRequest(
                     f"File too large. Limit for project '{project}' is {_format_limit(limit)}."
