@@ -63,6 +63,7 @@ from tests.support.dists import (
     sha256_file,
     wheel_metadata,
 )
+from tests.support.threads import start_loop_thread
 
 __all__ = ["FakeUpstream", "UpstreamFile", "upload_time_now"]
 
@@ -459,18 +460,9 @@ class FakeUpstream:
         sock.listen(128)
         sock.setblocking(False)
         self._stopping = False
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=self._run_loop, args=(loop,), name=f"fake-upstream-{self.port}", daemon=True
+        loop, thread = start_loop_thread(
+            f"fake-upstream-{self.port}", self._run_loop, self._startup, sock, timeout
         )
-        thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._startup(sock), loop).result(timeout)
-        except BaseException:
-            sock.close()
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-            raise
         self._loop, self._thread = loop, thread
         return self
 

@@ -21,6 +21,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from tests.support.threads import start_loop_thread
+
 __all__ = ["ForwardProxy"]
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are never forwarded; Host is rebuilt by aiohttp.
@@ -76,18 +78,9 @@ class ForwardProxy:
         sock.listen(128)
         sock.setblocking(False)
         self.port = int(sock.getsockname()[1])
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=self._run_loop, args=(loop,), name=f"proxy-{self.port}", daemon=True
+        loop, thread = start_loop_thread(
+            f"proxy-{self.port}", self._run_loop, self._startup, sock, timeout
         )
-        thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._startup(sock), loop).result(timeout)
-        except BaseException:
-            sock.close()
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-            raise
         self._loop, self._thread = loop, thread
         return self
 
