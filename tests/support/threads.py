@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 
 def start_loop_thread(
     name: str,
     run_loop: Callable[[asyncio.AbstractEventLoop], None],
-    startup: Callable[[socket.socket], Awaitable[None]],
+    startup: Callable[[socket.socket], Coroutine[Any, Any, None]],
     sock: socket.socket,
     timeout: float,
 ) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
@@ -21,7 +22,7 @@ def start_loop_thread(
     thread = threading.Thread(target=run_loop, args=(loop,), name=name, daemon=True)
     thread.start()
     try:
-        asyncio.run_coroutine_threadsafe(startup(sock), loop).result(timeout)  # type: ignore[arg-type]
+        asyncio.run_coroutine_threadsafe(startup(sock), loop).result(timeout)
     except BaseException:
         sock.close()
         loop.call_soon_threadsafe(loop.stop)
