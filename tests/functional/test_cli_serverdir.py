@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 from lockgate import migrations
+from lockgate.indexes.services import PYPI_SIMPLE_URL
 from tests.support.dists import make_wheel, sha256_file
 from tests.support.server import LOCKGATE, Clients, LockgateServer, free_port
 
@@ -102,7 +103,8 @@ def test_serve_initialises_a_new_directory_and_the_password_works(tmp_path: Path
         root = requests.get(
             f"http://127.0.0.1:{port}/", headers={"Accept": "application/json"}, timeout=10
         ).json()
-        assert root["result"]["root"]["indexes"]["pypi"]["mirror_url"] == "https://pypi.org/simple/"
+        # The default upstream is PyPI's (only compared, never contacted).
+        assert root["result"]["root"]["indexes"]["pypi"]["mirror_url"] == PYPI_SIMPLE_URL
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0

@@ -12,7 +12,7 @@ def test_strip_and_redact_keep_ipv6_hosts_and_ports() -> None:
     url = "http://user:pw@[::1]:8080/simple/"
     assert strip_credentials(url) == "http://[::1]:8080/simple/"
     assert redact_url(url) == "http://user:****@[::1]:8080/simple/"
-    assert strip_credentials("https://pypi.org/simple/") == "https://pypi.org/simple/"
+    assert strip_credentials("https://index.example/simple/") == "https://index.example/simple/"
     assert redact_url("https://host/simple/") == "https://host/simple/"
 
 
