@@ -460,9 +460,7 @@ class FakeUpstream:
         sock.listen(128)
         sock.setblocking(False)
         self._stopping = False
-        loop, thread = start_loop_thread(
-            f"fake-upstream-{self.port}", self._run_loop, self._startup, sock, timeout
-        )
+        loop, thread = start_loop_thread(f"fake-upstream-{self.port}", self._startup, sock, timeout)
         self._loop, self._thread = loop, thread
         return self
 
@@ -504,20 +502,6 @@ class FakeUpstream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            with contextlib.suppress(Exception):
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
     async def _startup(self, sock: socket.socket) -> None:
         self._wake = asyncio.Event()
