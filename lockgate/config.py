@@ -11,6 +11,8 @@ from typing import Any
 
 import platformdirs
 
+from lockgate.mirror.egress import parse_allow
+
 CONFIG_FILENAME = "lockgate.toml"
 SQLITE_FILENAME = "lockgate.sqlite"
 DEFAULT_PORT = 3141
@@ -48,6 +50,8 @@ class Settings:
     # The URL clients reach this server by, when it differs from what requests
     # say (TLS-terminating proxy): absolute URLs in the JSON API use it.
     public_url: str | None = None
+    # Private/loopback upstream hosts or networks the operator allows (SS-1).
+    upstream_allow: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -94,4 +98,5 @@ def load_settings(serverdir: Path, **flags: Any) -> Settings:
         max_upload_bytes=int(pick("max_upload_bytes", DEFAULT_MAX_UPLOAD_BYTES)),
         log_format=str(pick("log_format", "auto")),
         public_url=(str(pick("public_url", "")).rstrip("/") or None),
+        upstream_allow=parse_allow(pick("upstream_allow", ())),
     )

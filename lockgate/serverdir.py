@@ -24,6 +24,7 @@ from lockgate.config import CONFIG_FILENAME, Settings
 from lockgate.db.engine import DatabaseURLError, normalize_url
 from lockgate.db.session import Database
 from lockgate.indexes.services import PYPI_SIMPLE_URL, create_index
+from lockgate.mirror.egress import private_host
 from lockgate.storage.blobs import temp_in_use
 
 FORMAT_VERSION = 1
@@ -47,10 +48,13 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _write_config(path: Path, db_url: str | None) -> None:
+def _write_config(path: Path, db_url: str | None, upstream_allow: tuple[str, ...]) -> None:
     lines = ["[server]", f"format = {FORMAT_VERSION}"]
     if db_url:
         lines.append(f"db = {_toml_string(db_url)}")
+    if upstream_allow:
+        listed = ", ".join(_toml_string(host) for host in upstream_allow)
+        lines.append(f"upstream_allow = [{listed}]")
     target = path / CONFIG_FILENAME
     temp = target.with_suffix(".tmp")
     temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -104,6 +108,13 @@ def init_serverdir(
     upstream: str | None,
     generate_password: Callable[[], str],
 ) -> InitResult:
+    """Create the server directory. An upstream given here on a private or
+    loopback host is the operator's own choice: it goes into `upstream_allow`."""
+    upstream_allow = tuple(settings.upstream_allow)
+    if upstream:
+        host = private_host(upstream)
+        if host and host not in upstream_allow:
+            upstream_allow = (*upstream_allow, host)
     path = settings.serverdir
     check_can_init(path)
     try:
@@ -118,7 +129,7 @@ def init_serverdir(
         settings.tmp_dir.mkdir(exist_ok=True)
         migrations.upgrade(settings.db_url)
         asyncio.run(_bootstrap(settings, password, upstream or PYPI_SIMPLE_URL))
-        _write_config(path, settings.db_url if db_url_given else None)
+        _write_config(path, settings.db_url if db_url_given else None, upstream_allow)
     except BaseException:
         # Leave the directory as it was found: a half-made server dir would
         # otherwise be refused by every later command.

@@ -64,11 +64,22 @@ def main() -> None:
 @click.option("--db", envvar="LOCKGATE_DB", help="Database URL (default: SQLite in the serverdir).")
 @click.option("--root-password", envvar="LOCKGATE_ROOT_PASSWORD", help="Password for 'root'.")
 @click.option("--upstream", help="Upstream simple index for root/pypi (default: PyPI).")
+@click.option(
+    "--upstream-allow",
+    multiple=True,
+    help="Private host or network upstreams may use (repeat); kept in lockgate.toml.",
+)
 def init(
-    serverdir: Path | None, db: str | None, root_password: str | None, upstream: str | None
+    serverdir: Path | None,
+    db: str | None,
+    root_password: str | None,
+    upstream: str | None,
+    upstream_allow: tuple[str, ...],
 ) -> None:
     """Create a server directory, its database, the root user and root/pypi."""
-    settings = load_settings(_serverdir(serverdir), db=db)
+    settings = load_settings(
+        _serverdir(serverdir), db=db, upstream_allow=",".join(upstream_allow) or None
+    )
     _do_init(settings, db_given=db is not None, root_password=root_password, upstream=upstream)
 
 
@@ -81,6 +92,11 @@ def init(
     "--root-password", envvar="LOCKGATE_ROOT_PASSWORD", help="Root password (first start only)."
 )
 @click.option("--upstream", help="Upstream for root/pypi (first start only).")
+@click.option(
+    "--upstream-allow",
+    multiple=True,
+    help="Private host or network upstreams may use (repeat).",
+)
 @click.option(
     "--allow-self-registration/--no-allow-self-registration",
     default=None,
@@ -102,6 +118,7 @@ def serve(
     port: int | None,
     root_password: str | None,
     upstream: str | None,
+    upstream_allow: tuple[str, ...],
     allow_self_registration: bool | None,
     max_upload_bytes: int | None,
     public_url: str | None,
@@ -120,6 +137,7 @@ def serve(
         "host": host,
         "port": port,
         "allow_self_registration": allow_self_registration,
+        "upstream_allow": ",".join(upstream_allow) or None,
         "max_upload_bytes": max_upload_bytes,
         "public_url": public_url,
         "log_format": log_format,

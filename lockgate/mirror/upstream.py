@@ -12,13 +12,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import structlog
 
 from lockgate import __version__
 from lockgate.indexes.services import IndexView
+from lockgate.mirror.egress import EgressPolicy, EgressRefused, GuardedResolver
 from lockgate.mirror.pages import (
     ACCEPT,
     JSON_V1,
@@ -35,6 +36,8 @@ log = structlog.get_logger("lockgate.mirror")
 USER_AGENT = f"lockgate/{__version__} (+mirror)"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_OFFLINE_RETRY = 10.0
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 MAX_LIST_BYTES = 512 * 1024 * 1024
 
@@ -63,7 +66,8 @@ def mirror_timeout(index: IndexView) -> float:
 
 
 class UpstreamClient:
-    def __init__(self) -> None:
+    def __init__(self, policy: EgressPolicy | None = None) -> None:
+        self.policy = policy or EgressPolicy()
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[tuple[str, int, int, int], ssl.SSLContext] = {}
         # index path -> (the connection settings it failed with, retry time)
@@ -72,6 +76,7 @@ class UpstreamClient:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(self.policy)),
             trust_env=True,  # HTTP(S)_PROXY / NO_PROXY from the environment
             headers={"User-Agent": USER_AGENT},
             auto_decompress=True,
@@ -150,37 +155,56 @@ class UpstreamClient:
         total_timeout: float | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """GET with this mirror's settings; connection trouble and 5xx raise
-        UpstreamUnavailable (and open the circuit breaker)."""
+        UpstreamUnavailable (and open the circuit breaker). Redirects are
+        followed here, each hop checked against the egress policy."""
         if self.is_down(index):
             raise UpstreamUnavailable("upstream is marked unreachable; retrying shortly")
         seconds = mirror_timeout(index)
         timeout = aiohttp.ClientTimeout(
             total=total_timeout, sock_connect=seconds, sock_read=seconds
         )
-        safe_url = strip_credentials(url)
-        auth = self._auth_for(index, url)
-        if auth is not None:
-            # As a header rather than `auth=`: aiohttp still drops it on a
-            # redirect to another origin, and `auth=` is deprecated.
-            headers = {**(headers or {}), "Authorization": auth.encode()}
+        current = strip_credentials(url)
+        response: aiohttp.ClientResponse | None = None
         try:
-            async with self.session.get(
-                safe_url,
-                headers=headers,
-                timeout=timeout,
-                ssl=self._ssl_for(index),
-                allow_redirects=True,
-            ) as response:
-                if response.status >= 500:
-                    reason = f"upstream answered {response.status} for {safe_url}"
-                    self._mark_down(index, reason)
-                    raise UpstreamUnavailable(reason)
-                self._mark_up(index)
-                yield response
+            for _hop in range(MAX_REDIRECTS + 1):
+                self.policy.check_url(current)
+                hop_headers = dict(headers or {})
+                auth = self._auth_for(index, current)
+                if auth is not None:
+                    # Only towards the mirror's own host (never on a redirect elsewhere).
+                    hop_headers["Authorization"] = auth.encode()
+                response = await self.session.get(
+                    current,
+                    headers=hop_headers,
+                    timeout=timeout,
+                    ssl=self._ssl_for(index),
+                    allow_redirects=False,
+                )
+                location = response.headers.get("Location")
+                if response.status in REDIRECT_STATUSES and location:
+                    response.release()
+                    current = strip_credentials(urljoin(current, location))
+                    continue
+                break
+            else:
+                raise UpstreamBadData(f"more than {MAX_REDIRECTS} redirects from {url!r}")
+            assert response is not None
+            if response.status >= 500:
+                reason = f"upstream answered {response.status} for {current}"
+                self._mark_down(index, reason)
+                raise UpstreamUnavailable(reason)
+            self._mark_up(index)
+            yield response
+        except EgressRefused as exc:
+            # A configuration problem, not an outage: no circuit breaker.
+            raise UpstreamUnavailable(str(exc)) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self._mark_down(index, reason)
             raise UpstreamUnavailable(f"upstream unreachable ({reason})") from None
+        finally:
+            if response is not None:
+                response.release()
 
     # --- pages --------------------------------------------------------------
     def project_url(self, index: IndexView, project: str) -> str:

@@ -12,6 +12,7 @@ from aiohttp import web
 from lockgate.accounts.services import CredentialCache
 from lockgate.config import Settings
 from lockgate.db.session import Database
+from lockgate.mirror.egress import EgressPolicy
 from lockgate.mirror.services import MirrorService
 from lockgate.mirror.upstream import UpstreamClient
 from lockgate.server.keys import BLOBS, CREDENTIALS, DATABASE, FILES, MIRROR, PAGES, SETTINGS
@@ -59,7 +60,7 @@ async def _serial_watch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
-    upstream = UpstreamClient()
+    upstream = UpstreamClient(EgressPolicy.with_proxies(app[SETTINGS].upstream_allow))
     await upstream.start()
     app[MIRROR] = MirrorService(app[DATABASE], upstream, app[BLOBS])
     yield
