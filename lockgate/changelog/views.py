@@ -31,9 +31,11 @@ async def status(request: web.Request) -> web.Response:
             .scalars()
             .all()
         ]
-    upstream = request.app[MIRROR].upstream
+    mirror = request.app[MIRROR]
+    upstream = mirror.upstream
     return web.json_response(
         {
+            "integrity_alarms": mirror.integrity_alarms[-20:],
             "upstreams": {
                 mirror.path: {
                     "url": redact_url(str(mirror.config.get("mirror_url", ""))),

@@ -10,12 +10,20 @@ falls back to the cached page, marked stale, when the upstream is down.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from packaging.utils import canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,8 +31,8 @@ from lockgate.changelog.writer import record, utcnow_iso
 from lockgate.db.session import Database
 from lockgate.indexes.services import IndexView
 from lockgate.mirror.downloads import DownloadCoordinator
-from lockgate.mirror.models import MirrorLink, MirrorProject, MirrorProjectList
-from lockgate.mirror.pages import UpstreamLink
+from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject, MirrorProjectList
+from lockgate.mirror.pages import UpstreamLink, UpstreamPage
 from lockgate.mirror.upstream import (
     PageFetch,
     UpstreamBadData,
@@ -102,6 +110,7 @@ class MirrorService:
         # compared with the index's current expiry so config changes apply at once.
         self._confirmed_at: dict[tuple[str, str], float] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[PageState]] = {}
+        self.integrity_alarms: list[str] = []
 
     async def close(self) -> None:
         await self.downloads.close()
@@ -151,6 +160,13 @@ class MirrorService:
                 "serving stale mirror page", index=index.path, project=name, reason=str(exc)
             )
             return PageState(cached=True, stale=True, reason=str(exc))
+        if fetched.kind == "ok" and fetched.page is not None:
+            doubt = implausible_page(name, fetched.page, cached[1] if cached else [])
+            if doubt is not None:
+                # A captive portal, a proxy's error page or another project's page
+                # must never replace a good cache (RELIABILITY CP-3).
+                log.warning("refusing implausible upstream page", project=name, reason=doubt)
+                return PageState(cached=cached is not None, stale=True, reason=doubt)
         self._confirmed_at[(index.path, name)] = time.monotonic()
         if fetched.kind == "not_modified":
             return PageState(cached=cached is not None, stale=False)
@@ -177,6 +193,7 @@ class MirrorService:
         )
         # One entry per filename: the last listing wins, as a browser would see it.
         unique = list({link["filename"]: link for link in links}.values())
+        await self._keep_cached_identities(index, name, unique)
         payload: dict[str, Any] = {
             "project": name,
             "display_name": fetched.page.name or name,
@@ -198,9 +215,59 @@ class MirrorService:
                 return  # unchanged: no changelog entry, nothing for replicas to do
         await self._record(index, "mirror.page", payload)
 
+    async def _keep_cached_identities(
+        self, index: IndexView, name: str, links: list[dict[str, Any]]
+    ) -> None:
+        """A cached file keeps the bytes and hash it was cached with, whatever the
+        upstream says later (INV-4, RELIABILITY CP-5); a change is an alarm."""
+        filenames = [link["filename"] for link in links]
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(MirrorCachedFile.filename, MirrorCachedFile.sha256).where(
+                        MirrorCachedFile.index_id == index.id,
+                        MirrorCachedFile.filename.in_(filenames),
+                    )
+                )
+            ).all()
+        cached = {filename: sha256 for filename, sha256 in rows if sha256}
+        for link in links:
+            kept = cached.get(link["filename"])
+            if kept is not None and link["sha256"] != kept:
+                alarm = (
+                    f"{index.path}: upstream now lists {link['filename']} with sha256 "
+                    f"{link['sha256']}, but it was cached with {kept}; keeping the cached file"
+                )
+                log.error("integrity alarm", project=name, detail=alarm)
+                self.integrity_alarms.append(alarm)
+                link["sha256"] = kept
+
     async def _record(self, index: IndexView, kind: str, payload: dict[str, Any]) -> int:
         async with self.db.write() as session:
             return await record(session, kind, {"user": index.user, "index": index.name, **payload})
+
+
+def _project_of(filename: str) -> str:
+    try:
+        if filename.endswith(".whl"):
+            return canonicalize_name(parse_wheel_filename(filename)[0])
+        return canonicalize_name(parse_sdist_filename(filename)[0])
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        # Legacy names (eggs, exe, odd sdists): the part before "-<digit>".
+        return canonicalize_name(re.split(r"-(?=\d)", filename, maxsplit=1)[0])
+
+
+def implausible_page(name: str, page: UpstreamPage, cached: list[MirrorLink]) -> str | None:
+    """Why an upstream answer cannot be this project's page, or None if it can."""
+    if page.name and canonicalize_name(page.name) != name:
+        return f"the upstream answered with the page of another project ({page.name!r})"
+    if page.links and not any(_project_of(link.filename) == name for link in page.links):
+        return (
+            f"the upstream page lists no file of {name} (a captive portal or a proxy's error page?)"
+        )
+    if not page.links and cached and not page.status:
+        return f"the upstream page lists no files at all while {len(cached)} are cached"
+    return None
 
 
 class ProjectListService:

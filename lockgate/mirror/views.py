@@ -86,6 +86,12 @@ async def serve_mirror_file(
             StoredFile(path_key, cached.sha256, cached.core_metadata_sha256),
         )
         return blob_response(request, cached.sha256, "application/octet-stream")
+    if request.method == "HEAD":
+        # Never fill the cache for a HEAD (RELIABILITY CP-8): describe the file.
+        headers = {"Content-Type": "application/octet-stream", "Cache-Control": FILE_CACHE_CONTROL}
+        if link.size is not None:
+            headers["Content-Length"] = str(link.size)
+        return web.Response(headers=headers)
     return await _stream_from_upstream(request, index, link)
 
 

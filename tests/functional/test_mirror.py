@@ -368,3 +368,67 @@ def test_a_client_leaving_mid_download_does_not_stop_the_caching(
     body = requests.get(url, timeout=60).content
     assert hashlib.sha256(body).hexdigest() == big.sha256
     assert _file_requests(upstream) == [], "the abandoned download still filled the cache"
+
+
+def test_implausible_upstream_pages_never_replace_the_cache(
+    mirror: LockgateServer, upstream: FakeUpstream
+) -> None:
+    expire = {"mirror_cache_expiry": 0}
+    assert mirror.request("PATCH", "/root/pypi", auth=mirror.root_auth(), json=expire).ok
+    good = mirror.get("/root/pypi/+simple/alpha/", headers=JSON).json()
+    serial = mirror.serial()
+    # A captive portal answering every URL with its own page (CP-3).
+    for file in upstream.files("alpha"):
+        upstream.remove_file("alpha", file.filename)
+    portal = upstream.add_wheel("wifi-login", "1.0")
+    upstream.add_project("alpha", [portal])
+    for _ in range(2):
+        page = mirror.get("/root/pypi/+simple/alpha/", headers=JSON)
+        assert page.status_code == 200
+        assert page.headers.get("X-Lockgate-Stale")
+        assert page.json()["files"] == good["files"]
+    # An empty page for a cached project, with no status marker, is refused too.
+    upstream.remove_file("alpha", portal.filename)
+    page = mirror.get("/root/pypi/+simple/alpha/", headers=JSON)
+    assert page.json()["files"] == good["files"] and page.headers.get("X-Lockgate-Stale")
+    assert mirror.serial() == serial
+    assert "refusing implausible upstream page" in mirror.log()
+
+
+def test_a_cached_file_keeps_its_identity_when_upstream_changes_it(
+    mirror: LockgateServer, upstream: FakeUpstream
+) -> None:
+    first = upstream.add_wheel("shifty", "1.0", payload_size=1000)
+    page = mirror.get("/root/pypi/+simple/shifty/", headers=JSON).json()
+    url = mirror.url + "/root/pypi/+simple/shifty/" + page["files"][0]["url"]
+    assert hashlib.sha256(requests.get(url, timeout=30).content).hexdigest() == first.sha256
+    # Same filename, other bytes upstream (CP-5).
+    upstream.remove_file("shifty", first.filename)
+    second = upstream.add_wheel("shifty", "1.0", payload_size=1000)
+    assert second.sha256 != first.sha256
+    refresh = {"projects": ["shifty"]}
+    assert mirror.request(
+        "POST", "/root/pypi/+mirror/refresh", auth=mirror.root_auth(), json=refresh
+    ).ok
+    page = mirror.get("/root/pypi/+simple/shifty/", headers=JSON).json()
+    assert page["files"][0]["hashes"]["sha256"] == first.sha256
+    body = requests.get(
+        mirror.url + "/root/pypi/+simple/shifty/" + page["files"][0]["url"], timeout=30
+    )
+    assert hashlib.sha256(body.content).hexdigest() == first.sha256
+    alarms = mirror.get("/+status").json()["integrity_alarms"]
+    assert any(first.filename in alarm for alarm in alarms)
+
+
+def test_head_on_an_uncached_file_does_not_fill_the_cache(
+    mirror: LockgateServer, upstream: FakeUpstream
+) -> None:
+    file = next(f for f in upstream.files("gamma"))
+    page = mirror.get("/root/pypi/+simple/gamma/", headers=JSON).json()
+    url = mirror.url + "/root/pypi/+simple/gamma/" + page["files"][0]["url"]
+    upstream.clear_requests()
+    serial = mirror.serial()
+    head = requests.head(url, timeout=30)
+    assert head.status_code == 200
+    assert head.headers.get("Content-Length") == str(file.size)
+    assert _file_requests(upstream) == [] and mirror.serial() == serial
