@@ -268,6 +268,7 @@ async def _mirror_page(session: AsyncSession, p: dict[str, Any]) -> None:
     project.status_reason = p.get("status_reason")
     project.etag = p.get("etag")
     project.last_modified = p.get("last_modified")
+    project.upstream_serial = p.get("upstream_serial")
     await session.execute(
         delete(MirrorLink).where(MirrorLink.index_id == index.id, MirrorLink.project == name)
     )

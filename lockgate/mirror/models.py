@@ -23,6 +23,9 @@ class MirrorProject(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     etag: Mapped[str | None] = mapped_column(String(255))
     last_modified: Mapped[str | None] = mapped_column(String(64))
+    # The upstream's X-PyPI-Last-Serial for this page: an answer with a lower
+    # one is an older view of the project (a lagging CDN node) and is ignored.
+    upstream_serial: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class MirrorLink(Base):

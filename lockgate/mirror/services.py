@@ -160,6 +160,23 @@ class MirrorService:
                 "serving stale mirror page", index=index.path, project=name, reason=str(exc)
             )
             return PageState(cached=True, stale=True, reason=str(exc))
+        if (
+            fetched.kind == "ok"
+            and cached is not None
+            and fetched.serial is not None
+            and cached[0].upstream_serial is not None
+            and fetched.serial < cached[0].upstream_serial
+        ):
+            # An older view of the project (a lagging mirror or CDN node): keep
+            # what we have (RELIABILITY CP-4).
+            log.warning(
+                "upstream serial went backwards; keeping the cached page",
+                project=name,
+                cached_serial=cached[0].upstream_serial,
+                upstream_serial=fetched.serial,
+            )
+            self._confirmed_at[(index.path, name)] = time.monotonic()
+            return PageState(cached=True, stale=False)
         if fetched.kind == "ok" and fetched.page is not None:
             doubt = implausible_page(name, fetched.page, cached[1] if cached else [])
             if doubt is not None:
@@ -201,6 +218,7 @@ class MirrorService:
             "status_reason": fetched.page.status_reason,
             "etag": fetched.etag,
             "last_modified": fetched.last_modified,
+            "upstream_serial": fetched.serial,
             "links": unique,
         }
         if cached is not None:

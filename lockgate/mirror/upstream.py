@@ -56,6 +56,7 @@ class PageFetch:
     page: UpstreamPage | None = None
     etag: str | None = None
     last_modified: str | None = None
+    serial: int | None = None  # X-PyPI-Last-Serial, when the upstream sends it
 
 
 def mirror_timeout(index: IndexView) -> float:
@@ -237,11 +238,13 @@ class UpstreamClient:
                     page = parse_html_page(body, final_url, response.charset or "utf-8")
             except PageFormatError as exc:
                 raise UpstreamBadData(str(exc)) from None
+            serial = response.headers.get("X-PyPI-Last-Serial", "")
             return PageFetch(
                 "ok",
                 page=page,
                 etag=response.headers.get("ETag"),
                 last_modified=response.headers.get("Last-Modified"),
+                serial=int(serial) if serial.isdigit() else None,
             )
 
     async def fetch_project_list(self, index: IndexView) -> list[str]:

@@ -432,3 +432,21 @@ def test_head_on_an_uncached_file_does_not_fill_the_cache(
     assert head.status_code == 200
     assert head.headers.get("Content-Length") == str(file.size)
     assert _file_requests(upstream) == [] and mirror.serial() == serial
+
+
+def test_an_older_upstream_view_does_not_roll_the_cache_back(
+    mirror: LockgateServer, upstream: FakeUpstream
+) -> None:
+    refresh = {"projects": ["alpha"]}
+    upstream.last_serial = 100
+    assert mirror.get("/root/pypi/+simple/alpha/", headers=JSON).ok
+    upstream.set_yanked("alpha", "alpha-1.0-py3-none-any.whl", "recalled")
+    upstream.last_serial = 90  # a lagging node answers (CP-4)
+    mirror.request("POST", "/root/pypi/+mirror/refresh", auth=mirror.root_auth(), json=refresh)
+    files = mirror.get("/root/pypi/+simple/alpha/", headers=JSON).json()["files"]
+    assert all(f["yanked"] is False for f in files)
+    upstream.last_serial = 101
+    mirror.request("POST", "/root/pypi/+mirror/refresh", auth=mirror.root_auth(), json=refresh)
+    files = mirror.get("/root/pypi/+simple/alpha/", headers=JSON).json()["files"]
+    yanked = {f["filename"]: f["yanked"] for f in files}
+    assert yanked["alpha-1.0-py3-none-any.whl"] == "recalled"

@@ -236,6 +236,8 @@ class FakeUpstream:
         #: Cache-Control for simple pages and files (PyPI: max-age=600 for pages).
         self.page_cache_control = "max-age=0, must-revalidate"
         self.file_cache_control = "max-age=365000000, immutable, public"
+        #: When set, pages carry ``X-PyPI-Last-Serial`` with this value (as PyPI's do).
+        self.last_serial: int | None = None
 
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
@@ -587,6 +589,8 @@ class FakeUpstream:
         }
         if vary:
             headers["Vary"] = "Accept"
+        if self.last_serial is not None:
+            headers["X-PyPI-Last-Serial"] = str(self.last_serial)
         if _etag_matches(request.headers.get("If-None-Match"), etag):
             return web.Response(status=304, headers=headers)
         headers["Content-Type"] = content_type
