@@ -10,6 +10,7 @@ falls back to the cached page, marked stale, when the upstream is down.
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import time
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ from lockgate.storage.blobs import BlobStore
 log = structlog.get_logger("lockgate.mirror")
 
 MISSING_TTL = 60.0
+# More cached projects reported gone than this within the window is a broken upstream.
+REMOVAL_STORM = 10
+REMOVAL_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class MirrorService:
         self._confirmed_at: dict[tuple[str, str], float] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[PageState]] = {}
         self.integrity_alarms: list[str] = []
+        self._removals: dict[str, collections.deque[float]] = {}
 
     async def close(self) -> None:
         await self.downloads.close()
@@ -192,6 +197,13 @@ class MirrorService:
             expiry = float(index.config.get("mirror_cache_expiry", 1800))
             self._confirmed_at[(index.path, name)] -= max(0.0, expiry - MISSING_TTL)
             if cached is not None:
+                if not await self.upstream.root_answers(index) or self._removal_storm(index):
+                    # Many cached projects "gone" at once is a broken upstream (a wrong
+                    # URL, a misrouted proxy), not a wave of takedowns (RELIABILITY F-U8).
+                    reason = "the upstream reports many cached projects missing at once"
+                    self.upstream.mark_down(index, reason)
+                    log.warning("serving stale mirror page", project=name, reason=reason)
+                    return PageState(cached=True, stale=True, reason=reason)
                 await self._record(index, "mirror.gone", {"project": name})
             return PageState(cached=False, stale=False, reason="not found on the upstream")
         await self._store_page(index, name, fetched, cached)
@@ -232,6 +244,14 @@ class MirrorService:
             if same:
                 return  # unchanged: no changelog entry, nothing for replicas to do
         await self._record(index, "mirror.page", payload)
+
+    def _removal_storm(self, index: IndexView) -> bool:
+        now = time.monotonic()
+        recent = self._removals.setdefault(index.path, collections.deque())
+        while recent and now - recent[0] > REMOVAL_WINDOW:
+            recent.popleft()
+        recent.append(now)
+        return len(recent) > REMOVAL_STORM
 
     async def _keep_cached_identities(
         self, index: IndexView, name: str, links: list[dict[str, Any]]

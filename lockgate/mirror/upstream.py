@@ -134,7 +134,7 @@ class UpstreamClient:
         """Why the last request to this mirror's upstream failed; None after a success."""
         return self._last_failure.get(index.path)
 
-    def _mark_down(self, index: IndexView, reason: str) -> None:
+    def mark_down(self, index: IndexView, reason: str) -> None:
         retry = float(index.config.get("mirror_offline_retry", DEFAULT_OFFLINE_RETRY))
         until = time.monotonic() + max(0.0, retry)
         self._down_until[index.path] = (self._connection_settings(index), until)
@@ -154,8 +154,9 @@ class UpstreamClient:
         *,
         headers: dict[str, str] | None = None,
         total_timeout: float | None = None,
+        method: str = "GET",
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """GET with this mirror's settings; connection trouble and 5xx raise
+        """GET (or `method`) with this mirror's settings; connection trouble and 5xx raise
         UpstreamUnavailable (and open the circuit breaker). Redirects are
         followed here, each hop checked against the egress policy."""
         if self.is_down(index):
@@ -174,7 +175,8 @@ class UpstreamClient:
                 if auth is not None:
                     # Only towards the mirror's own host (never on a redirect elsewhere).
                     hop_headers["Authorization"] = auth.encode()
-                response = await self.session.get(
+                response = await self.session.request(
+                    method,
                     current,
                     headers=hop_headers,
                     timeout=timeout,
@@ -192,7 +194,7 @@ class UpstreamClient:
             assert response is not None
             if response.status >= 500:
                 reason = f"upstream answered {response.status} for {current}"
-                self._mark_down(index, reason)
+                self.mark_down(index, reason)
                 raise UpstreamUnavailable(reason)
             self._mark_up(index)
             yield response
@@ -201,7 +203,7 @@ class UpstreamClient:
             raise UpstreamUnavailable(str(exc)) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self._mark_down(index, reason)
+            self.mark_down(index, reason)
             raise UpstreamUnavailable(f"upstream unreachable ({reason})") from None
         finally:
             if response is not None:
@@ -246,6 +248,16 @@ class UpstreamClient:
                 last_modified=response.headers.get("Last-Modified"),
                 serial=int(serial) if serial.isdigit() else None,
             )
+
+    async def root_answers(self, index: IndexView) -> bool:
+        """Whether the upstream's index root is there: a 404 for one project
+        only means "removed" when the index itself answers (RELIABILITY F-U8)."""
+        try:
+            url = str(index.config["mirror_url"])
+            async with self.get(index, url, method="HEAD") as response:
+                return response.status == 200
+        except (UpstreamUnavailable, UpstreamBadData):
+            return False
 
     async def fetch_project_list(self, index: IndexView) -> list[str]:
         url = str(index.config["mirror_url"])

@@ -10,9 +10,11 @@ from aiohttp import web
 
 from lockgate.accounts import views as accounts
 from lockgate.changelog import views as changelog
+from lockgate.errors import NotFound
 from lockgate.indexes import views as indexes
 from lockgate.jsonapi import views as jsonapi
 from lockgate.mirror import admin as mirror_admin
+from lockgate.names import check_name
 from lockgate.packages import views as packages
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
@@ -21,6 +23,9 @@ NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PROJECT = r"[^+/][^/]*"
 HASH = r"[0-9a-fA-F]{8,64}"
 FILENAME = r"[^/]+"
+# A path segment NAME cannot match (the router matches both on the same text),
+# e.g. '..', '+blobs', 'a\b' or '%2F..' (the router sees '%2F' still encoded).
+BAD_NAME = rf"(?!{NAME}(?:/|\Z))[^/]+"
 
 U = f"{{user:{NAME}}}"
 I = f"{{index:{NAME}}}"  # noqa: E741 - reads as a path segment name
@@ -72,3 +77,20 @@ def setup_routes(app: web.Application) -> None:
     # answer 400 saying what a valid name is (instead of a bare 404).
     r.add_put("/{user:[^/]+}/{index:[^/]+}", indexes.put_index)
     r.add_put("/{user:[^/]+}", accounts.put_user)
+    # Any other method on such a path gets the same 400 (RELIABILITY PT-4), not a
+    # 405 from the PUT-only routes above. Valid names never get this far.
+    for path in (
+        f"/{{user:{BAD_NAME}}}",
+        f"/{{user:{BAD_NAME}}}/{{index:[^/]+}}",
+        f"/{{user:[^/]+}}/{{index:{BAD_NAME}}}",
+    ):
+        r.add_route("*", path, refuse_invalid_names)
+
+
+async def refuse_invalid_names(request: web.Request) -> web.StreamResponse:
+    """400 naming the invalid user or index name in the path, whatever the method."""
+    check_name("user", request.match_info["user"])
+    if "index" in request.match_info:
+        check_name("index", request.match_info["index"])
+    # BAD_NAME only matches what check_name refuses; should they ever disagree, no such path.
+    raise NotFound(f"no such path: {request.path}")

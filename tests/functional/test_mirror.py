@@ -450,3 +450,26 @@ def test_an_older_upstream_view_does_not_roll_the_cache_back(
     files = mirror.get("/root/pypi/+simple/alpha/", headers=JSON).json()["files"]
     yanked = {f["filename"]: f["yanked"] for f in files}
     assert yanked["alpha-1.0-py3-none-any.whl"] == "recalled"
+
+
+def test_a_broken_upstream_root_does_not_wipe_the_cache(
+    mirror: LockgateServer, upstream: FakeUpstream
+) -> None:
+    for project in ("alpha", "beta", "gamma"):
+        assert mirror.get(f"/root/pypi/+simple/{project}/", headers=JSON).ok
+    serial = mirror.serial()
+    # A wrong path (or a proxy answering 404 for everything): every project "missing".
+    wrong = {"mirror_url": upstream.origin + "/wrong/simple/", "mirror_cache_expiry": 0}
+    assert mirror.request("PATCH", "/root/pypi", auth=mirror.root_auth(), json=wrong).ok
+    serial = mirror.serial()
+    for project in ("alpha", "beta", "gamma"):
+        page = mirror.get(f"/root/pypi/+simple/{project}/", headers=JSON)
+        assert page.status_code == 200, page.text
+        assert page.headers.get("X-Lockgate-Stale")
+    assert mirror.serial() == serial, "no mirror.gone entries"
+    # A real removal on a healthy upstream still reaches the mirror.
+    right = {"mirror_url": upstream.url}
+    assert mirror.request("PATCH", "/root/pypi", auth=mirror.root_auth(), json=right).ok
+    upstream.remove_project("gamma")
+    assert mirror.get("/root/pypi/+simple/gamma/", headers=JSON).status_code == 404
+    assert mirror.get("/root/pypi/+simple/alpha/", headers=JSON).status_code == 200
