@@ -19,6 +19,7 @@ from lockgate.accounts.models import User
 from lockgate.indexes.models import Index
 from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject, MirrorProjectList
 from lockgate.packages.models import Project, Release, ReleaseFile
+from lockgate.transfer.models import ImportMark
 
 Applier = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 APPLIERS: dict[str, Applier] = {}
@@ -357,3 +358,16 @@ async def _mirror_purge(session: AsyncSession, p: dict[str, Any]) -> None:
             MirrorCachedFile.filename.in_(p["filenames"]),
         )
     )
+
+
+@applier("import.mark")
+async def _import_mark(session: AsyncSession, p: dict[str, Any]) -> None:
+    """How far the bundles from one source server have been imported."""
+    mark = await session.get(ImportMark, p["source_server_id"])
+    if mark is None:
+        mark = ImportMark(source_server_id=p["source_server_id"])
+        session.add(mark)
+    mark.serial = p["serial"]
+    mark.hash = p["hash"]
+    mark.imported_at = p["imported_at"]
+    await session.flush()

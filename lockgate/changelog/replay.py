@@ -22,6 +22,7 @@ from lockgate.changelog.writer import canonical_json, entry_hash
 from lockgate.indexes.models import Index
 from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject, MirrorProjectList
 from lockgate.packages.models import Project, Release, ReleaseFile
+from lockgate.transfer.models import ImportMark
 
 
 class ChainMismatch(ValueError):
@@ -99,7 +100,12 @@ async def state_digest(session: AsyncSession) -> dict[str, Any]:
         )
         for table in (MirrorProject, MirrorLink, MirrorCachedFile, MirrorProjectList)
     }
+    imports = sorted(
+        (m.source_server_id, m.serial, m.hash, m.imported_at)
+        for m in (await session.execute(select(ImportMark))).scalars()
+    )
     return {
+        "imports": imports,
         **mirror_tables,
         "serial": state.serial,
         "last_hash": state.last_hash,

@@ -10,6 +10,7 @@ import click
 from lockgate import __version__
 from lockgate.cli.admin import index_group, user_group
 from lockgate.cli.mirror import mirror_group
+from lockgate.cli.transfer import export_command, import_command
 from lockgate.config import Settings, default_serverdir, load_settings
 
 SERVERDIR_OPTION = click.option(
@@ -288,3 +289,5 @@ def fsck(serverdir: Path | None) -> None:
 main.add_command(user_group)
 main.add_command(index_group)
 main.add_command(mirror_group)
+main.add_command(export_command)
+main.add_command(import_command)

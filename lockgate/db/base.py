@@ -25,5 +25,6 @@ def load_all_models() -> MetaData:
     from lockgate.indexes import models as _indexes  # noqa: F401
     from lockgate.mirror import models as _mirror  # noqa: F401
     from lockgate.packages import models as _packages  # noqa: F401
+    from lockgate.transfer import models as _transfer  # noqa: F401
 
     return Base.metadata

@@ -1,0 +1,105 @@
+"""`lockgate export` and `lockgate import`: bundles across an air gap."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+
+from lockgate.config import Settings, default_serverdir, load_settings
+from lockgate.db.session import Database
+from lockgate.storage.blobs import BlobStore
+
+SERVERDIR = click.option(
+    "--serverdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="LOCKGATE_SERVERDIR",
+    default=None,
+    help="Server directory (default: the per-user data directory).",
+)
+
+
+def _settings(serverdir: Path | None) -> Settings:
+    from lockgate.serverdir import ServerDirError, check_serveable
+
+    settings = load_settings((serverdir or default_serverdir()).expanduser().resolve())
+    try:
+        check_serveable(settings)
+    except ServerDirError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings
+
+
+@click.command("export")
+@SERVERDIR
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--since",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Only what came after this serial (the last one the target imported).",
+)
+def export_command(serverdir: Path | None, out: Path, since: int) -> None:
+    """Write the changelog (after --since) and the files it needs to a bundle OUT."""
+    from lockgate.transfer.exporter import ExportError, export_bundle
+
+    settings = _settings(serverdir)
+
+    async def run() -> None:
+        db = Database(settings.db_url)
+        try:
+            with Progress() as progress:
+                task = progress.add_task("exporting blobs", total=None)
+                result = await export_bundle(
+                    db,
+                    BlobStore(settings.blob_dir, settings.tmp_dir),
+                    out,
+                    since,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
+        except ExportError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            await db.dispose()
+        click.echo(
+            f"exported serials {result.from_serial + 1}..{result.to_serial} "
+            f"({result.entries} entries, {result.blobs} files) to {result.path}; "
+            f"next time: --since {result.to_serial}"
+        )
+
+    asyncio.run(run())
+
+
+@click.command("import")
+@SERVERDIR
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+def import_command(serverdir: Path | None, bundle: Path) -> None:
+    """Verify BUNDLE completely, then apply it (all or nothing)."""
+    from lockgate.transfer.importer import ImportRefused, import_bundle
+
+    settings = _settings(serverdir)
+
+    async def run() -> None:
+        db = Database(settings.db_url)
+        try:
+            with Progress() as progress:
+                task = progress.add_task("verifying blobs", total=None)
+                result = await import_bundle(
+                    db,
+                    BlobStore(settings.blob_dir, settings.tmp_dir),
+                    bundle,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
+        except ImportRefused as exc:
+            raise click.ClickException(f"import refused, nothing was changed: {exc}") from None
+        finally:
+            await db.dispose()
+        click.echo(
+            f"imported serials {result.from_serial + 1}..{result.to_serial} of server "
+            f"{result.source_server_id} ({result.entries} entries, {result.blobs} files)"
+        )
+
+    asyncio.run(run())
