@@ -52,6 +52,15 @@ class Settings:
     public_url: str | None = None
     # Private/loopback upstream hosts or networks the operator allows (SS-1).
     upstream_allow: tuple[str, ...] = ()
+    # Replica role: the primary (or upstream replica) this server follows.
+    primary_url: str | None = None
+    primary_user: str = "root"
+    primary_password: str | None = None
+
+    @property
+    def is_replica(self) -> bool:
+        return bool(self.primary_url)
+
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,4 +108,7 @@ def load_settings(serverdir: Path, **flags: Any) -> Settings:
         log_format=str(pick("log_format", "auto")),
         public_url=(str(pick("public_url", "")).rstrip("/") or None),
         upstream_allow=parse_allow(pick("upstream_allow", ())),
+        primary_url=(str(pick("primary_url", "")).rstrip("/") or None),
+        primary_user=str(pick("primary_user", "root")),
+        primary_password=(str(pick("primary_password", "")) or None),
     )

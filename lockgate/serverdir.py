@@ -48,8 +48,16 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _write_config(path: Path, db_url: str | None, upstream_allow: tuple[str, ...]) -> None:
+def _write_config(
+    path: Path,
+    db_url: str | None,
+    upstream_allow: tuple[str, ...],
+    primary: tuple[str, str] | None = None,
+) -> None:
     lines = ["[server]", f"format = {FORMAT_VERSION}"]
+    if primary:
+        lines.append(f"primary_url = {_toml_string(primary[0])}")
+        lines.append(f"primary_user = {_toml_string(primary[1])}")
     if db_url:
         lines.append(f"db = {_toml_string(db_url)}")
     if upstream_allow:
@@ -158,6 +166,46 @@ def clean_tmp(settings: Settings) -> int:
             child.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+async def _bootstrap_replica(settings: Settings) -> None:
+    database = Database(settings.db_url)
+    try:
+        async with database.write() as session:
+            if (await session.execute(select(ServerState))).scalar_one_or_none() is not None:
+                raise ServerDirError(
+                    "the database already holds a lockgate server; a replica needs an empty one"
+                )
+            # Everything else (users, indexes, files) arrives through the changelog.
+            session.add(
+                ServerState(id=1, server_id=uuid.uuid4().hex, serial=0, last_hash=GENESIS_HASH)
+            )
+    finally:
+        await database.dispose()
+
+
+def init_replica(settings: Settings, *, db_url_given: bool) -> None:
+    """A new server directory that follows `settings.primary_url`."""
+    assert settings.primary_url
+    path = settings.serverdir
+    check_can_init(path)
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        settings.blob_dir.mkdir(exist_ok=True)
+        settings.tmp_dir.mkdir(exist_ok=True)
+        migrations.upgrade(settings.db_url)
+        asyncio.run(_bootstrap_replica(settings))
+        _write_config(
+            path,
+            settings.db_url if db_url_given else None,
+            tuple(settings.upstream_allow),
+            (settings.primary_url, settings.primary_user),
+        )
+    except BaseException:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def check_serveable(settings: Settings) -> None:

@@ -15,7 +15,9 @@ from lockgate.indexes.models import Index
 from lockgate.indexes.services import IndexView
 from lockgate.mirror.pages import redact_url
 from lockgate.server.auth import require_login
-from lockgate.server.keys import DATABASE, MIRROR
+from lockgate.server.files import blob_response
+from lockgate.server.keys import DATABASE, FOLLOWER, MIRROR
+from lockgate.storage.blobs import SHA256_RE
 
 MAX_WAIT_SECONDS = 60.0
 MAX_ENTRIES = 1000
@@ -44,7 +46,8 @@ async def status(request: web.Request) -> web.Response:
                 }
                 for mirror in mirrors
             },
-            "role": "primary",
+            "role": "replica" if FOLLOWER in request.app else "primary",
+            "replication": request.app[FOLLOWER].status() if FOLLOWER in request.app else None,
             "version": __version__,
             "server_id": state.server_id,
             "serial": state.serial,
@@ -106,3 +109,14 @@ async def changelog(request: web.Request) -> web.StreamResponse:
         content_type="application/x-ndjson",
         headers={"X-Lockgate-Serial": str(db.serial)},
     )
+
+
+async def blob(request: web.Request) -> web.StreamResponse:
+    """`GET /+blobs/{sha256}`: one stored blob, for replicas (root only)."""
+    sha256 = request.match_info["sha256"]
+    if not SHA256_RE.match(sha256):
+        raise BadRequest("a blob is named by its 64 lowercase hex sha256")
+    async with request.app[DATABASE].read() as session:
+        if await require_login(request, session) != ROOT_USER:
+            raise Forbidden("only root may read blobs directly")
+    return blob_response(request, sha256, "application/octet-stream")

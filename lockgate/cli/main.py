@@ -107,6 +107,19 @@ def init(
     "--max-upload-bytes", type=int, default=None, help="Largest file accepted (default 100 MiB)."
 )
 @click.option(
+    "--primary",
+    "primary_url",
+    default=None,
+    help="Run as a read-only replica following this primary (or replica) URL.",
+)
+@click.option("--primary-user", default=None, help="Root login on the primary (default root).")
+@click.option(
+    "--primary-password",
+    envvar="LOCKGATE_PRIMARY_PASSWORD",
+    default=None,
+    help="Password of --primary-user on the primary.",
+)
+@click.option(
     "--public-url",
     default=None,
     help="URL clients use to reach this server, behind a TLS proxy (e.g. https://pypi.corp).",
@@ -122,6 +135,9 @@ def serve(
     upstream_allow: tuple[str, ...],
     allow_self_registration: bool | None,
     max_upload_bytes: int | None,
+    primary_url: str | None,
+    primary_user: str | None,
+    primary_password: str | None,
     public_url: str | None,
     log_format: str | None,
 ) -> None:
@@ -141,6 +157,9 @@ def serve(
         "upstream_allow": ",".join(upstream_allow) or None,
         "max_upload_bytes": max_upload_bytes,
         "public_url": public_url,
+        "primary_url": primary_url,
+        "primary_user": primary_user,
+        "primary_password": primary_password,
         "log_format": log_format,
     }
     settings = load_settings(path, **flags)
@@ -149,7 +168,18 @@ def serve(
             raise click.ClickException(
                 f"{path} is not empty and is not a lockgate server directory; refusing to use it"
             )
-        _do_init(settings, db_given=db is not None, root_password=root_password, upstream=upstream)
+        if settings.is_replica:
+            from lockgate.serverdir import init_replica
+
+            try:
+                init_replica(settings, db_url_given=db is not None)
+            except ServerDirError as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(f"Initialised replica {path} of {settings.primary_url}")
+        else:
+            _do_init(
+                settings, db_given=db is not None, root_password=root_password, upstream=upstream
+            )
         settings = load_settings(path, **flags)
     try:
         check_serveable(settings)

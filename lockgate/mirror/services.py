@@ -33,7 +33,7 @@ from lockgate.db.session import Database
 from lockgate.indexes.services import IndexView
 from lockgate.mirror.downloads import DownloadCoordinator
 from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject, MirrorProjectList
-from lockgate.mirror.pages import UpstreamLink, UpstreamPage
+from lockgate.mirror.pages import JSON_V1, UpstreamLink, UpstreamPage
 from lockgate.mirror.upstream import (
     PageFetch,
     UpstreamBadData,
@@ -41,11 +41,14 @@ from lockgate.mirror.upstream import (
     UpstreamUnavailable,
     strip_credentials,
 )
+from lockgate.replica.client import PrimaryClient, PrimaryUnavailable
 from lockgate.storage.blobs import BlobStore
 
 log = structlog.get_logger("lockgate.mirror")
 
 MISSING_TTL = 60.0
+# How long a replica waits for its follower to apply what the primary just cached.
+REPLICA_CATCH_UP_SECONDS = 10.0
 # More cached projects reported gone than this within the window is a broken upstream.
 REMOVAL_STORM = 10
 REMOVAL_WINDOW = 60.0
@@ -104,12 +107,21 @@ def _stored_payload(link: MirrorLink) -> dict[str, Any]:
 
 
 class MirrorService:
-    def __init__(self, db: Database, upstream: UpstreamClient, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        db: Database,
+        upstream: UpstreamClient,
+        blobs: BlobStore,
+        primary: PrimaryClient | None = None,
+    ) -> None:
         self.db = db
         self.upstream = upstream
         self.blobs = blobs
+        # On a replica the primary is asked instead of the upstream: replicas
+        # never talk to the internet, and the cache fills through the changelog.
+        self.primary = primary
         self.downloads = DownloadCoordinator(blobs, upstream)
-        self.project_lists = ProjectListService(db, upstream, blobs)
+        self.project_lists = ProjectListService(db, upstream, blobs, primary)
         # When each page was last confirmed with the upstream (monotonic clock);
         # compared with the index's current expiry so config changes apply at once.
         self._confirmed_at: dict[tuple[str, str], float] = {}
@@ -152,6 +164,8 @@ class MirrorService:
             del self._inflight[key]
 
     async def _refresh(self, index: IndexView, name: str) -> PageState:
+        if self.primary is not None:
+            return await self._refresh_via_primary(index, name, self.primary)
         async with self.db.read() as session:
             cached = await load_cached_page(session, index.id, name)
         etag = cached[0].etag if cached else None
@@ -245,6 +259,37 @@ class MirrorService:
                 return  # unchanged: no changelog entry, nothing for replicas to do
         await self._record(index, "mirror.page", payload)
 
+    async def _refresh_via_primary(
+        self, index: IndexView, name: str, primary: PrimaryClient
+    ) -> PageState:
+        """Ask the primary for the page (it consults its upstream and records what
+        it caches), then wait until the follower has applied that serial here."""
+        try:
+            async with primary.get(
+                f"/{index.path}/+simple/{name}/", headers={"Accept": JSON_V1}
+            ) as response:
+                status = response.status
+                primary_serial = response.headers.get("X-PyPI-Last-Serial", "")
+                stale = response.headers.get("X-Lockgate-Stale")
+                text = await response.text()
+        except PrimaryUnavailable as exc:
+            async with self.db.read() as session:
+                cached = await load_cached_page(session, index.id, name)
+            return PageState(cached=cached is not None, stale=True, reason=str(exc))
+        key = (index.path, name)
+        if status == 200 and primary_serial.isdigit():
+            if self.db.serial < int(primary_serial):
+                await self.db.wait_for_serial(int(primary_serial) - 1, REPLICA_CATCH_UP_SECONDS)
+            self._confirmed_at[key] = time.monotonic()
+            return PageState(cached=True, stale=bool(stale), reason=stale)
+        if status == 404:
+            self._confirmed_at[key] = time.monotonic() - max(
+                0.0, float(index.config.get("mirror_cache_expiry", 1800)) - MISSING_TTL
+            )
+            reason = text.strip() or "not found on the primary"
+            return PageState(cached=False, stale="upstream" in reason, reason=reason)
+        return PageState(cached=False, stale=True, reason=f"the primary answered {status}")
+
     def _removal_storm(self, index: IndexView) -> bool:
         now = time.monotonic()
         recent = self._removals.setdefault(index.path, collections.deque())
@@ -312,10 +357,17 @@ class ProjectListService:
     """The upstream's project list: fetched once, stored as a blob through the
     changelog, refreshed in the background when older than the cache expiry."""
 
-    def __init__(self, db: Database, upstream: UpstreamClient, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        db: Database,
+        upstream: UpstreamClient,
+        blobs: BlobStore,
+        primary: PrimaryClient | None = None,
+    ) -> None:
         self.db = db
         self.upstream = upstream
         self.blobs = blobs
+        self.primary = primary
         self._fresh_until: dict[str, float] = {}
         self._refreshing: dict[str, asyncio.Task[str | None]] = {}
 
@@ -324,6 +376,8 @@ class ProjectListService:
         async with self.db.read() as session:
             row = await session.get(MirrorProjectList, index.id)
         stored = row.sha256 if row is not None and self.blobs.exists(row.sha256) else None
+        if self.primary is not None:
+            return stored, stored is None  # replicas get the list through the changelog
         if stored is not None and self._fresh_until.get(index.path, 0.0) > time.monotonic():
             return stored, False
         task = self._refreshing.get(index.path)

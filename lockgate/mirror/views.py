@@ -19,8 +19,9 @@ from lockgate.mirror.downloads import CHUNK, HOLD_BACK, Download, extract_wheel_
 from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject
 from lockgate.mirror.upstream import UpstreamBadData, UpstreamUnavailable
 from lockgate.packages.services import url_key
+from lockgate.replica.client import PrimaryClient, PrimaryUnavailable
 from lockgate.server.files import FILE_CACHE_CONTROL, StoredFile, blob_response, file_memo_key
-from lockgate.server.keys import BLOBS, DATABASE, FILES, MIRROR
+from lockgate.server.keys import BLOBS, DATABASE, FILES, MIRROR, PRIMARY
 
 log = structlog.get_logger("lockgate.mirror")
 
@@ -76,9 +77,17 @@ async def serve_mirror_file(
         raise NotFound(f"file {filename!r} is not listed on mirror {index.path}")
     if project is not None and project.status == "quarantined":
         raise NotFound(f"{filename!r} belongs to a project quarantined upstream")
-    if want_metadata:
+    if want_metadata and cached is not None and cached.core_metadata_sha256:
+        return blob_response(request, cached.core_metadata_sha256, "application/octet-stream")
+    primary = request.app.get(PRIMARY)
+    if want_metadata and primary is None:
         return await _serve_metadata(request, index, link, cached)
-    if cached is not None and cached.sha256 and request.app[BLOBS].exists(cached.sha256):
+    if (
+        not want_metadata
+        and cached is not None
+        and cached.sha256
+        and request.app[BLOBS].exists(cached.sha256)
+    ):
         path_key = link.sha256[:16] if link.sha256 else url_key(link.url)
         request.app[FILES].put(
             file_memo_key(index.user, index.name, filename),
@@ -86,6 +95,11 @@ async def serve_mirror_file(
             StoredFile(path_key, cached.sha256, cached.core_metadata_sha256),
         )
         return blob_response(request, cached.sha256, "application/octet-stream")
+    if primary is not None:
+        suffix = ".metadata" if want_metadata else ""
+        return await _proxy_from_primary(
+            request, primary, f"/{index.path}/+f/{prefix}/{filename}{suffix}"
+        )
     if request.method == "HEAD":
         # Never fill the cache for a HEAD (RELIABILITY CP-8): describe the file.
         headers = {"Content-Type": "application/octet-stream", "Cache-Control": FILE_CACHE_CONTROL}
@@ -224,3 +238,33 @@ def _open_download(download: Download) -> IO[bytes]:
         except FileNotFoundError:
             continue
     raise FileNotFoundError(download.temp)
+
+
+async def _proxy_from_primary(
+    request: web.Request, primary: PrimaryClient, path: str
+) -> web.StreamResponse:
+    """A replica's cache miss: stream the file from the primary, which fetches and
+    caches it (the follower then brings the blob here through the changelog)."""
+    try:
+        async with primary.get(path, read_timeout=120) as upstream:
+            if upstream.status != 200:
+                text = (await upstream.text())[:500].strip()
+                raise UpstreamFailure(
+                    text or f"the primary answered {upstream.status}", upstream.status
+                )
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Cache-Control": FILE_CACHE_CONTROL,
+                    **({"ETag": upstream.headers["ETag"]} if "ETag" in upstream.headers else {}),
+                }
+            )
+            if upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_chunked(256 * 1024):
+                await response.write(chunk)
+    except PrimaryUnavailable as exc:
+        raise UpstreamFailure(f"not cached on this replica, and {exc}", 502) from None
+    await response.write_eof()
+    return response

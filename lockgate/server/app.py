@@ -12,11 +12,24 @@ from aiohttp import web
 from lockgate.accounts.services import CredentialCache
 from lockgate.config import Settings
 from lockgate.db.session import Database
+from lockgate.errors import Forbidden
 from lockgate.mirror.egress import EgressPolicy
 from lockgate.mirror.services import MirrorService
 from lockgate.mirror.upstream import UpstreamClient
-from lockgate.server.keys import BLOBS, CREDENTIALS, DATABASE, FILES, MIRROR, PAGES, SETTINGS
-from lockgate.server.middleware import error_middleware, logging_middleware
+from lockgate.replica.client import PrimaryClient
+from lockgate.replica.follower import Follower
+from lockgate.server.keys import (
+    BLOBS,
+    CREDENTIALS,
+    DATABASE,
+    FILES,
+    FOLLOWER,
+    MIRROR,
+    PAGES,
+    PRIMARY,
+    SETTINGS,
+)
+from lockgate.server.middleware import Handler, error_middleware, logging_middleware
 from lockgate.server.pagecache import PageCache, SerialMemo
 from lockgate.server.routes import setup_routes
 from lockgate.storage.blobs import BlobStore
@@ -59,18 +72,47 @@ async def _serial_watch_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _replica_ctx(app: web.Application) -> AsyncIterator[None]:
+    """On a replica: the client towards the primary and the follow loop."""
+    primary = PrimaryClient(app[SETTINGS])
+    await primary.start()
+    app[PRIMARY] = primary
+    follower = Follower(app[DATABASE], app[BLOBS], primary)
+    app[FOLLOWER] = follower
+    task = asyncio.create_task(follower.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await primary.close()
+
+
+@web.middleware
+async def read_only_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        raise Forbidden(
+            f"this server is a read-only replica of {request.app[SETTINGS].primary_url}; "
+            "send writes (uploads, users, indexes) to the primary"
+        )
+    return await handler(request)
+
+
 async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
     upstream = UpstreamClient(EgressPolicy.with_proxies(app[SETTINGS].upstream_allow))
     await upstream.start()
-    app[MIRROR] = MirrorService(app[DATABASE], upstream, app[BLOBS])
+    primary = app.get(PRIMARY, None)
+    app[MIRROR] = MirrorService(app[DATABASE], upstream, app[BLOBS], primary)
     yield
     await app[MIRROR].close()
     await upstream.close()
 
 
 def create_app(settings: Settings) -> web.Application:
+    middlewares: list[Handler] = [logging_middleware, error_middleware]  # type: ignore[list-item]
+    if settings.is_replica:
+        middlewares.append(read_only_middleware)  # type: ignore[arg-type]
     app = web.Application(
-        middlewares=[logging_middleware, error_middleware],
+        middlewares=middlewares,  # type: ignore[arg-type]
         client_max_size=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES,
     )
     app[SETTINGS] = settings
@@ -82,6 +124,8 @@ def create_app(settings: Settings) -> web.Application:
     app[FILES] = SerialMemo()
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_serial_watch_ctx)
+    if settings.is_replica:
+        app.cleanup_ctx.append(_replica_ctx)
     app.cleanup_ctx.append(_mirror_ctx)
     setup_routes(app)
     return app

@@ -20,9 +20,13 @@ from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-PROJECT = r"[^+/][^/]*"
+# No segment below may hold a NUL (%00): no project, version or file name has one, and
+# PostgreSQL refuses it in a text parameter (a 500 instead of a 404).
+PROJECT = r"[^+/\x00][^/\x00]*"
+VERSION = r"[^/\x00]+"
+RELEASE_VERSION = r"[^/+\x00][^/\x00]*"
 HASH = r"[0-9a-fA-F]{8,64}"
-FILENAME = r"[^/]+"
+FILENAME = r"[^/\x00]+"
 # A path segment NAME cannot match (the router matches both on the same text),
 # e.g. '..', '+blobs', 'a\b' or '%2F..' (the router sees '%2F' still encoded).
 BAD_NAME = rf"(?!{NAME}(?:/|\Z))[^/]+"
@@ -36,6 +40,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/", accounts.root_listing, name="root")
     r.add_get("/+status", changelog.status, name="status")
     r.add_get("/+changelog", changelog.changelog, name="changelog")
+    r.add_get("/+blobs/{sha256}", changelog.blob, name="blob")
 
     r.add_get(f"/{U}/{I}/+simple/", simple.simple_list, name="simple_list")
     r.add_get(f"/{U}/{I}/+simple", simple.simple_list_redirect)
@@ -48,13 +53,14 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(file_path, packages.serve_file, name="file")
     r.add_delete(file_path, packages.delete_file)
 
-    r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/json", jsonapi.project_json)
-    r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/json/", jsonapi.project_json)
-    r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/{{version:[^/]+}}/json", jsonapi.project_json)
-    r.add_get(f"/{U}/{I}/pypi/{{project:{PROJECT}}}/{{version:[^/]+}}/json/", jsonapi.project_json)
+    json_path = f"/{U}/{I}/pypi/{{project:{PROJECT}}}"
+    r.add_get(f"{json_path}/json", jsonapi.project_json)
+    r.add_get(f"{json_path}/json/", jsonapi.project_json)
+    r.add_get(f"{json_path}/{{version:{VERSION}}}/json", jsonapi.project_json)
+    r.add_get(f"{json_path}/{{version:{VERSION}}}/json/", jsonapi.project_json)
 
     r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}", packages.delete_project)
-    release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:[^/+][^/]*}}"
+    release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}"
     r.add_delete(release, packages.delete_release)
     r.add_patch(release, packages.patch_release)
 

@@ -1,0 +1,132 @@
+"""Following the primary: long-poll `/+changelog`, fetch and verify each entry's
+blobs from `/+blobs/{sha256}`, then apply the entry with its original serial in
+its own transaction (so a crash neither skips nor repeats one). A history that
+does not continue ours (a primary restored from an old backup) stops the
+follower instead of being mixed in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from lockgate.changelog.replay import ChainMismatch, Entry, apply_foreign_entry
+from lockgate.db.session import Database
+from lockgate.replica.client import PrimaryClient, PrimaryUnavailable
+from lockgate.storage.blobs import BlobStore, HashingWriter
+from lockgate.transfer.bundle import referenced_blobs
+
+log = structlog.get_logger("lockgate.replica")
+
+POLL_WAIT = 20
+RETRY_SECONDS = 2.0
+
+
+@dataclass
+class FollowerState:
+    primary_serial: int | None = None
+    last_contact: float | None = None  # monotonic
+    last_error: str | None = None
+    diverged: str | None = None
+
+
+class Follower:
+    def __init__(self, db: Database, blobs: BlobStore, primary: PrimaryClient) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.primary = primary
+        self.state = FollowerState()
+
+    async def run(self) -> None:
+        while self.state.diverged is None:
+            try:
+                await self.poll_once()
+                self.state.last_error = None
+            except PrimaryUnavailable as exc:
+                if self.state.last_error is None:
+                    log.warning("primary unreachable; serving what we have", reason=str(exc))
+                self.state.last_error = str(exc)
+                await asyncio.sleep(RETRY_SECONDS)
+            except ChainMismatch as exc:
+                self.state.diverged = str(exc)
+                log.error("primary history diverged from ours; not following", reason=str(exc))
+            except Exception as exc:  # noqa: BLE001 - keep following after surprises
+                self.state.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("replica follow step failed")
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def poll_once(self) -> int:
+        since = self.db.serial
+        async with self.primary.get(
+            f"/+changelog?since={since}&wait={POLL_WAIT}", read_timeout=POLL_WAIT + 30
+        ) as response:
+            if response.status in (401, 403):
+                raise PrimaryUnavailable(
+                    f"the primary refused our credentials ({response.status}): set "
+                    "--primary-user/--primary-password to a root login of the primary"
+                )
+            if response.status != 200:
+                raise PrimaryUnavailable(f"the primary answered {response.status} to /+changelog")
+            header = response.headers.get("X-Lockgate-Serial", "")
+            body = await response.text()
+        self.state.last_contact = time.monotonic()
+        if header.isdigit():
+            self.state.primary_serial = int(header)
+        applied = 0
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            data = json.loads(line)
+            entry = Entry(
+                data["serial"],
+                data["created_at"],
+                data["kind"],
+                data["payload"],
+                data["prev_hash"],
+                data["hash"],
+            )
+            for sha256 in referenced_blobs(entry.kind, entry.payload):
+                if not self.blobs.exists(sha256):
+                    await self.fetch_blob(sha256)
+            async with self.db.write() as session:
+                await apply_foreign_entry(session, entry)
+            applied += 1
+        return applied
+
+    async def fetch_blob(self, sha256: str) -> None:
+        handle, temp = self.blobs.new_temp()
+        try:
+            async with self.primary.get(f"/+blobs/{sha256}", read_timeout=120) as response:
+                if response.status != 200:
+                    raise PrimaryUnavailable(
+                        f"the primary answered {response.status} for blob {sha256}"
+                    )
+                with handle:
+                    writer = HashingWriter(handle)
+                    async for chunk in response.content.iter_chunked(256 * 1024):
+                        await asyncio.to_thread(writer.write, chunk)
+            if writer.digests().sha256 != sha256:
+                raise PrimaryUnavailable(f"blob {sha256} from the primary does not match its hash")
+            await asyncio.to_thread(self.blobs.commit_temp, temp, sha256)
+        finally:
+            self.blobs.discard(temp)
+
+    def status(self) -> dict[str, object]:
+        lag = None
+        if self.state.primary_serial is not None:
+            lag = max(0, self.state.primary_serial - self.db.serial)
+        return {
+            "primary": self.primary.url,
+            "primary_serial": self.state.primary_serial,
+            "lag": lag,
+            "seconds_since_contact": (
+                round(time.monotonic() - self.state.last_contact, 1)
+                if self.state.last_contact is not None
+                else None
+            ),
+            "last_error": self.state.last_error,
+            "diverged": self.state.diverged,
+        }
