@@ -269,7 +269,8 @@ class MirrorService:
                 f"/{index.path}/+simple/{name}/", headers={"Accept": JSON_V1}
             ) as response:
                 status = response.status
-                primary_serial = response.headers.get("X-PyPI-Last-Serial", "")
+                # The primary's serial once it answered (after caching the page).
+                primary_serial = response.headers.get("X-Lockgate-Serial", "")
                 stale = response.headers.get("X-Lockgate-Stale")
                 text = await response.text()
         except PrimaryUnavailable as exc:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from lockgate.errors import LockgateError, Unauthorized
 from lockgate.server.auth import REALM
+from lockgate.server.keys import DATABASE
 
 log = structlog.get_logger("lockgate.http")
 
@@ -79,6 +80,10 @@ async def logging_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
         status = response.status
+        if not response.prepared:
+            # Every answer says how far this node's state goes: a replica waits
+            # for it after asking its primary, a client can ask a replica for it.
+            response.headers["X-Lockgate-Serial"] = str(request.app[DATABASE].serial)
         return response
     except web.HTTPException as exc:
         status = exc.status

@@ -20,8 +20,9 @@ from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-# No segment below may hold a NUL (%00): no project, version or file name has one, and
-# PostgreSQL refuses it in a text parameter (a 500 instead of a 404).
+# No segment below may hold a NUL (%00): no name, version or file name has one, and
+# PostgreSQL refuses it in a text parameter (a 500 instead of a 404 or 400).
+SEGMENT = r"[^/\x00]+"
 PROJECT = r"[^+/\x00][^/\x00]*"
 VERSION = r"[^/\x00]+"
 RELEASE_VERSION = r"[^/+\x00][^/\x00]*"
@@ -80,9 +81,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete(f"/{U}", accounts.delete_user_view)
 
     # Names the patterns above refuse still reach the creating handlers, which
-    # answer 400 saying what a valid name is (instead of a bare 404).
-    r.add_put("/{user:[^/]+}/{index:[^/]+}", indexes.put_index)
-    r.add_put("/{user:[^/]+}", accounts.put_user)
+    # answer 400 saying what a valid name is (instead of a bare 404); with a NUL,
+    # refuse_invalid_names below answers that 400 without a database query.
+    r.add_put(f"/{{user:{SEGMENT}}}/{{index:{SEGMENT}}}", indexes.put_index)
+    r.add_put(f"/{{user:{SEGMENT}}}", accounts.put_user)
     # Any other method on such a path gets the same 400 (RELIABILITY PT-4), not a
     # 405 from the PUT-only routes above. Valid names never get this far.
     for path in (
