@@ -208,6 +208,37 @@ def init_replica(settings: Settings, *, db_url_given: bool) -> None:
         raise
 
 
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return _toml_string(str(value))
+
+
+def promote(path: Path) -> str:
+    """Make a replica's server directory a primary's: it stops following and,
+    on its next start, takes writes, continuing the serial sequence."""
+    import tomllib
+
+    config_path = path / CONFIG_FILENAME
+    with config_path.open("rb") as handle:
+        data = tomllib.load(handle)
+    server = dict(data.get("server", {}))
+    primary = server.pop("primary_url", None)
+    if not primary:
+        raise ServerDirError(f"{path} is not a replica (no primary_url in {CONFIG_FILENAME})")
+    server.pop("primary_user", None)
+    server.pop("primary_password", None)
+    lines = ["[server]", *(f"{key} = {_toml_value(value)}" for key, value in server.items())]
+    temp = config_path.with_suffix(".tmp")
+    temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    temp.replace(config_path)
+    return str(primary)
+
+
 def check_serveable(settings: Settings) -> None:
     path = settings.serverdir
     if not is_serverdir(path):

@@ -38,15 +38,34 @@ def utcnow_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+async def lock_serial(session: AsyncSession) -> ServerState:
+    """Lock the serial counter row for the rest of the write transaction.
+
+    On PostgreSQL this is what makes writers queue up (on SQLite the database
+    write lock already does). `record()` takes it anyway; a writer whose decision
+    depends on rows another writer may be adding at the same moment (an upload
+    checking for an existing file) takes it *before* reading them, so the check
+    and the entry are atomic. Statements after the lock see every commit made
+    before it (READ COMMITTED), and taking it again is a no-op.
+    """
+    locked = (
+        select(ServerState)
+        .where(ServerState.id == 1)
+        .with_for_update()
+        # The values read under the lock, even if this session loaded the row before.
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(locked)).scalar_one()
+
+
 async def record(session: AsyncSession, kind: str, payload: dict[str, Any]) -> int:
     """Append one entry and apply it; returns its serial. The caller commits.
 
     The counter row is locked here, as late as possible in the transaction, so
-    writers hold it only for the few statements between this call and COMMIT.
+    writers hold it only for the few statements between this call and COMMIT
+    (unless the caller took it earlier with `lock_serial()`).
     """
-    state = (
-        await session.execute(select(ServerState).where(ServerState.id == 1).with_for_update())
-    ).scalar_one()
+    state = await lock_serial(session)
     serial = state.serial + 1
     payload_json = canonical_json(payload)
     new_hash = entry_hash(state.last_hash, serial, kind, payload_json)

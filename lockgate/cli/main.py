@@ -316,6 +316,24 @@ def fsck(serverdir: Path | None) -> None:
         sys.exit(1)
 
 
+@main.command()
+@SERVERDIR_OPTION
+def promote(serverdir: Path | None) -> None:
+    """Turn a (stopped) replica into a primary: it stops following and takes writes."""
+    from lockgate.serverdir import ServerDirError
+    from lockgate.serverdir import promote as promote_serverdir
+
+    path = _serverdir(serverdir)
+    try:
+        primary = promote_serverdir(path)
+    except (ServerDirError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{path} no longer follows {primary}; start it with `lockgate serve` to take writes "
+        "(and point clients and other replicas at it)"
+    )
+
+
 main.add_command(user_group)
 main.add_command(index_group)
 main.add_command(mirror_group)

@@ -32,6 +32,7 @@ class Database:
         self._write_lock = asyncio.Lock() if self.sqlite else None
         self.serial = 0
         self._serial_changed = asyncio.Condition()
+        self._closing = False
 
     async def dispose(self) -> None:
         await self.read_engine.dispose()
@@ -51,13 +52,19 @@ class Database:
                 self._serial_changed.notify_all()
 
     async def wait_for_serial(self, serial: int, seconds: float) -> bool:
-        """Wait until a serial > `serial` is committed; False on timeout."""
+        """Wait until a serial > `serial` is committed; False on timeout or shutdown."""
         try:
             async with asyncio.timeout(seconds), self._serial_changed:
-                await self._serial_changed.wait_for(lambda: self.serial > serial)
+                await self._serial_changed.wait_for(lambda: self.serial > serial or self._closing)
         except TimeoutError:
             return False
-        return True
+        return self.serial > serial
+
+    async def wake_waiters(self) -> None:
+        """Shutting down: long-polls answer now instead of holding the exit."""
+        self._closing = True
+        async with self._serial_changed:
+            self._serial_changed.notify_all()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -75,6 +75,11 @@ class Follower:
         self.state.last_contact = time.monotonic()
         if header.isdigit():
             self.state.primary_serial = int(header)
+            if int(header) < since:
+                raise ChainMismatch(
+                    f"the primary is at serial {header}, behind ours ({since}): it was restored "
+                    "from an older backup or is another server"
+                )
         applied = 0
         for line in body.splitlines():
             if not line.strip():

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from lockgate.accounts.services import CredentialCache
 from lockgate.config import Settings
@@ -29,7 +30,12 @@ from lockgate.server.keys import (
     PRIMARY,
     SETTINGS,
 )
-from lockgate.server.middleware import Handler, error_middleware, logging_middleware
+from lockgate.server.middleware import (
+    Handler,
+    error_middleware,
+    logging_middleware,
+    min_serial_middleware,
+)
 from lockgate.server.pagecache import PageCache, SerialMemo
 from lockgate.server.routes import setup_routes
 from lockgate.storage.blobs import BlobStore
@@ -46,6 +52,10 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = database
     yield
     await database.dispose()
+
+
+async def _wake_long_polls(app: web.Application) -> None:
+    await app[DATABASE].wake_waiters()
 
 
 SERIAL_POLL_SECONDS = 0.5
@@ -108,11 +118,11 @@ async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    middlewares: list[Handler] = [logging_middleware, error_middleware]  # type: ignore[list-item]
+    middlewares: list[Middleware] = [logging_middleware, error_middleware, min_serial_middleware]
     if settings.is_replica:
-        middlewares.append(read_only_middleware)  # type: ignore[arg-type]
+        middlewares.append(read_only_middleware)
     app = web.Application(
-        middlewares=middlewares,  # type: ignore[arg-type]
+        middlewares=middlewares,
         client_max_size=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES,
     )
     app[SETTINGS] = settings
@@ -122,6 +132,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CREDENTIALS] = CredentialCache()
     app[PAGES] = PageCache()
     app[FILES] = SerialMemo()
+    app.on_shutdown.append(_wake_long_polls)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_serial_watch_ctx)
     if settings.is_replica:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from lockgate.errors import LockgateError, Unauthorized
+from lockgate.errors import BadRequest, LockgateError, ServiceUnavailable, Unauthorized
 from lockgate.server.auth import REALM
 from lockgate.server.keys import DATABASE
 
@@ -99,3 +99,25 @@ async def logging_middleware(request: web.Request, handler: Handler) -> web.Stre
             status=status,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+
+MAX_SERIAL_WAIT = 30.0
+
+
+@web.middleware
+async def min_serial_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`X-Lockgate-Min-Serial: N` (the serial a primary returned after a write):
+    wait until this node has applied it, so a read from a replica sees the write."""
+    wanted = request.headers.get("X-Lockgate-Min-Serial", "").strip()
+    if wanted:
+        if not wanted.isdigit():
+            raise BadRequest("X-Lockgate-Min-Serial must be a serial number")
+        db = request.app[DATABASE]
+        if db.serial < int(wanted) and not await db.wait_for_serial(
+            int(wanted) - 1, MAX_SERIAL_WAIT
+        ):
+            raise ServiceUnavailable(
+                f"this node has not reached serial {wanted} yet (it is at {db.serial}); "
+                "try again shortly"
+            )
+    return await handler(request)

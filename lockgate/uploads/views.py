@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader
 from packaging.utils import canonicalize_name
 
 from lockgate.accounts.services import get_user
-from lockgate.changelog.writer import record, utcnow_iso
+from lockgate.changelog.writer import lock_serial, record, utcnow_iso
 from lockgate.errors import BadRequest, Conflict, Forbidden, LockgateError, Unauthorized
 from lockgate.indexes.services import require_index
 from lockgate.packages.services import find_own_file
@@ -226,6 +226,12 @@ async def _store(
 ) -> web.Response:
     blobs, db = request.app[BLOBS], request.app[DATABASE]
     async with db.write() as session:
+        # Serialize with other writers before looking for the file: otherwise two
+        # uploads of one filename both find nothing and both record a `file.add`
+        # (duplicate entries; on a non-volatile index the later one silently replaced
+        # the earlier one's bytes). The lock is held only for the blob rename and the
+        # few statements below, as SQLite's write lock already is.
+        await lock_serial(session)
         index = await require_index(session, user, index_name)
         existing = await find_own_file(session, index, filename)
         if existing is not None:

@@ -6,14 +6,16 @@ serving when the primary is down; its state equals the primary's."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.functional.test_changelog_replay import _digest, _source_url
-from tests.support.dists import make_sdist, make_wheel
+from tests.support.dists import make_sdist, make_wheel, sha256_file
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.server import ROOT_PASSWORD, Clients, LockgateServer
+from tests.support.server import LOCKGATE, ROOT_PASSWORD, Clients, LockgateServer
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
@@ -85,3 +87,96 @@ def test_replica_follows_serves_and_survives_its_primary(
         replica.stop()
     finally:
         upstream.close()
+
+
+def _on_port(server: LockgateServer, port: int) -> LockgateServer:
+    server.port = port
+    server.url = f"http://127.0.0.1:{port}"
+    return server
+
+
+def test_chains_read_your_writes_promotion_and_divergence(
+    make_server: Callable[..., LockgateServer],
+    make_db_url: Callable[[], str | None],
+    clients: Clients,
+    tmp_path: Path,
+) -> None:
+    primary = make_server("primary")
+    site = LockgateServer(
+        tmp_path / "site", make_db_url(), primary=primary.url, primary_password=ROOT_PASSWORD
+    ).start()
+    sub_db = make_db_url()
+    sub = LockgateServer(
+        tmp_path / "sub", sub_db, primary=site.url, primary_password=ROOT_PASSWORD
+    ).start()
+    servers = [site, sub]
+    try:
+        primary.create_user("cy", "cy-pw")
+        primary.create_index("cy/dev", ("cy", "cy-pw"))
+        wheel = make_wheel(tmp_path, "chained", "1.0")
+        with wheel.open("rb") as handle:
+            answer = primary.request(
+                "POST",
+                "/cy/dev/",
+                auth=("cy", "cy-pw"),
+                data={
+                    ":action": "file_upload",
+                    "protocol_version": "1",
+                    "name": "chained",
+                    "version": "1.0",
+                    "metadata_version": "2.1",
+                    "filetype": "bdist_wheel",
+                    "pyversion": "py3",
+                    "sha256_digest": sha256_file(wheel),
+                },
+                files={"content": (wheel.name, handle, "application/octet-stream")},
+            )
+        assert answer.status_code == 200, answer.text
+        written = answer.headers["X-Lockgate-Serial"]
+        # Read-your-writes on the sub-site replica (DMZ -> site -> sub-site).
+        page = sub.get(
+            "/cy/dev/+simple/chained/", headers={**JSON, "X-Lockgate-Min-Serial": written}
+        )
+        assert page.status_code == 200, page.text
+        assert [f["filename"] for f in page.json()["files"]] == [wheel.name]
+
+        # The primary is lost: promote the site replica; the chain goes on from it.
+        primary.stop()
+        site_port, site_dir, site_db = site.port, site.serverdir, site.db_url
+        before = site.serial()
+        site.stop()
+        promoted = subprocess_lockgate("promote", "--serverdir", str(site_dir))
+        assert promoted.returncode == 0, promoted.stderr
+        new_primary = _on_port(LockgateServer(site_dir, site_db), site_port).start()
+        servers.append(new_primary)
+        newer = make_wheel(tmp_path, "chained", "2.0")
+        upload = clients.twine_upload(f"{new_primary.url}/cy/dev/", [newer], "cy", "cy-pw")
+        assert upload.returncode == 0, upload.stdout + upload.stderr
+        assert new_primary.serial() == before + 1, "serials continue on the promoted node"
+        _wait_caught_up(new_primary, sub)
+
+        # A different history appears at the primary's address: the sub-site refuses it.
+        new_primary.stop()
+        stranger = _on_port(LockgateServer(tmp_path / "stranger", make_db_url()), site_port)
+        stranger.start()
+        servers.append(stranger)
+        stranger.create_user("zed", "zed-pw")
+        stranger.create_user("zoe", "zoe-pw")
+        deadline = time.monotonic() + 20
+        status: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            status = sub.get("/+status").json()["replication"]
+            if status["diverged"]:
+                break
+            time.sleep(0.2)
+        assert status["diverged"], status
+        assert sub.get("/cy/dev/+simple/chained/", headers=JSON).status_code == 200
+        assert sub.get("/zed").status_code == 404, "nothing of the other history mixed in"
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def subprocess_lockgate(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")}
+    return subprocess.run([LOCKGATE, *args], capture_output=True, text=True, timeout=60, env=env)
