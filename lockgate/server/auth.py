@@ -26,7 +26,10 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
+    if not sep or "\x00" in decoded:
+        # NUL can be stored by no database; such credentials are just wrong.
+        return None
+    return (user, password)
 
 
 async def authenticated_user(request: web.Request, session: AsyncSession) -> str | None:

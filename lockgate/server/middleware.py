@@ -58,7 +58,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request, exc.status, exc.message)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.text and exc.content_type == "text/plain":
-            return error_response(request, exc.status, exc.text.strip())
+            response = error_response(request, exc.status, exc.text.strip())
+            if "Allow" in exc.headers:  # a 405 must say what is allowed
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         raise
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
