@@ -171,3 +171,18 @@ def test_only_root_points_mirrors_somewhere(server: LockgateServer) -> None:
     assert moved.status_code == 403
     tuned = server.request("PATCH", "/oz/mirror", auth=oz, json={"mirror_cache_expiry": 60})
     assert tuned.status_code == 200, tuned.text
+
+
+def test_nul_in_credentials_is_refused_and_405_says_what_is_allowed(
+    server: LockgateServer,
+) -> None:
+    import base64
+
+    token = base64.b64encode(b"ro\x00ot:" + b"root-secret-pw").decode()
+    response = server.request(
+        "PUT", "/nobody", json={"password": "x"}, headers={"Authorization": f"Basic {token}"}
+    )
+    assert response.status_code == 401, response.text
+    wrong_method = server.request("DELETE", "/root/pypi/+simple/")
+    assert wrong_method.status_code == 405
+    assert "GET" in wrong_method.headers.get("Allow", "")
