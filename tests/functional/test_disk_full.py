@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.dists import make_wheel
-from tests.support.server import Clients, LockgateServer
+from tests.support.server import Clients, LockgateServer, upload_form
 
 
 @pytest.fixture
@@ -47,15 +47,7 @@ def test_upload_on_a_full_disk_is_507_and_stores_nothing(
                 "POST",
                 "/dee/dev/",
                 auth=("dee", "dee-pw"),
-                data={
-                    ":action": "file_upload",
-                    "protocol_version": "1",
-                    "name": "huge",
-                    "version": "1.0",
-                    "metadata_version": "2.1",
-                    "filetype": "bdist_wheel",
-                    "pyversion": "py3",
-                },
+                data=upload_form("huge", "1.0", big),
                 files={"content": (big.name, handle, "application/octet-stream")},
             )
         assert response.status_code == 507, response.text

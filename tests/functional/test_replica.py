@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.functional.test_changelog_replay import _digest, _source_url
-from tests.support.dists import make_sdist, make_wheel, sha256_file
+from tests.support.dists import make_sdist, make_wheel
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.server import LOCKGATE, ROOT_PASSWORD, Clients, LockgateServer
+from tests.support.server import LOCKGATE, ROOT_PASSWORD, Clients, LockgateServer, upload_form
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
@@ -119,16 +119,7 @@ def test_chains_read_your_writes_promotion_and_divergence(
                 "POST",
                 "/cy/dev/",
                 auth=("cy", "cy-pw"),
-                data={
-                    ":action": "file_upload",
-                    "protocol_version": "1",
-                    "name": "chained",
-                    "version": "1.0",
-                    "metadata_version": "2.1",
-                    "filetype": "bdist_wheel",
-                    "pyversion": "py3",
-                    "sha256_digest": sha256_file(wheel),
-                },
+                data=upload_form("chained", "1.0", wheel),
                 files={"content": (wheel.name, handle, "application/octet-stream")},
             )
         assert answer.status_code == 200, answer.text

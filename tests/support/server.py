@@ -229,3 +229,20 @@ class Clients:
                 *requirements,
             ]
         )
+
+
+def upload_form(name: str, version: str, path: Path, **extra: str) -> dict[str, str]:
+    """The legacy-upload form fields twine sends for a wheel (override with `extra`)."""
+    import hashlib
+
+    return {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "name": name,
+        "version": version,
+        "metadata_version": "2.1",
+        "filetype": "bdist_wheel",
+        "pyversion": "py3",
+        "sha256_digest": hashlib.sha256(path.read_bytes()).hexdigest(),
+        **extra,
+    }
