@@ -89,6 +89,14 @@ class Database:
     async def _write_transaction(self) -> AsyncIterator[AsyncSession]:
         try:
             async with self._write_sessions() as session, session.begin():
+                if not self.sqlite:
+                    # Writers queue on the serial counter row from their first
+                    # statement, as SQLite's BEGIN IMMEDIATE makes them: every
+                    # check-then-write (duplicate upload, new user or index, a
+                    # config merge) then sees the commits before it, never races.
+                    await session.execute(
+                        select(ServerState.id).where(ServerState.id == 1).with_for_update()
+                    )
                 yield session
                 state_serial = await _current_serial(session)
         except (OperationalError, InterfaceError) as exc:

@@ -456,3 +456,26 @@ def test_fk4_serials_gapless_in_commit_order_across_processes(
             tailer.join(timeout=HTTP_TIMEOUT + 5)
         other.stop()
     assert_no_server_errors(server, counted_503=retries)
+
+
+def test_concurrent_creation_of_one_index_is_one_201_and_409s(server: LockgateServer) -> None:
+    """Check-then-write under concurrency for the admin API: never a 500."""
+    import threading
+
+    server.create_user("race", "race-pw")
+    barrier = threading.Barrier(10)
+    codes: list[int] = []
+
+    def create() -> None:
+        barrier.wait(10)
+        response = server.request(
+            "PUT", "/race/same", auth=("race", "race-pw"), json={"title": "x"}
+        )
+        codes.append(response.status_code)
+
+    threads = [threading.Thread(target=create) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(codes) == [201] + [409] * 9, codes
