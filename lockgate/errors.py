@@ -10,9 +10,12 @@ from __future__ import annotations
 class LockgateError(Exception):
     status = 500
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
         if status is not None:
             self.status = status
 
@@ -39,3 +42,7 @@ class Conflict(LockgateError):
 
 class ServiceUnavailable(LockgateError):
     status = 503
+
+
+class TooManyRequests(LockgateError):
+    status = 429

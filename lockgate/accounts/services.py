@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -12,11 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lockgate.accounts.models import User
 from lockgate.accounts.passwords import hash_password, verify_password
 from lockgate.changelog.writer import record, utcnow_iso
-from lockgate.errors import BadRequest, Conflict, Forbidden, NotFound
+from lockgate.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from lockgate.indexes.models import Index
 from lockgate.names import check_name
 
 ROOT_USER = "root"
+# Failed logins allowed per (client, user name) within the window before a pause.
+MAX_FAILURES = 10
+FAILURE_WINDOW = 60.0
 
 
 async def get_user(session: AsyncSession, name: str) -> User | None:
@@ -104,10 +109,37 @@ class CredentialCache:
         self._ok: dict[str, None] = {}
         self._limit = limit
         self._dummy_hash: str | None = None
+        self._failures: dict[tuple[str, str], collections.deque[float]] = {}
 
-    async def check(self, name: str, password: str, user: User | None) -> bool:
+    async def check(
+        self, name: str, password: str, user: User | None, client: str | None = None
+    ) -> bool:
         """Verify credentials; an unknown user costs the same scrypt as a known
-        one, so response times do not tell which user names exist."""
+        one, so response times do not tell which user names exist. After too many
+        failures from one client for one user name, that pair waits (429)."""
+        key = (client or "", name)
+        failures = self._failures.get(key)
+        now = time.monotonic()
+        if failures:
+            while failures and now - failures[0] > FAILURE_WINDOW:
+                failures.popleft()
+            if len(failures) >= MAX_FAILURES:
+                retry = int(FAILURE_WINDOW - (now - failures[0])) + 1
+                raise TooManyRequests(
+                    f"too many failed logins for {name!r} from this client; "
+                    f"try again in {retry} seconds",
+                    headers={"Retry-After": str(retry)},
+                )
+        ok = await self._check(name, password, user)
+        if ok:
+            self._failures.pop(key, None)
+        else:
+            if len(self._failures) > 100_000:
+                self._failures.clear()  # bounded memory under a spray of names
+            self._failures.setdefault(key, collections.deque()).append(now)
+        return ok
+
+    async def _check(self, name: str, password: str, user: User | None) -> bool:
         if user is None:
             if self._dummy_hash is None:
                 self._dummy_hash = await asyncio.to_thread(hash_password, "no such user")

@@ -39,7 +39,7 @@ async def authenticated_user(request: web.Request, session: AsyncSession) -> str
         return None
     name, password = credentials
     user = await get_user(session, name)
-    if not await request.app[CREDENTIALS].check(name, password, user):
+    if not await request.app[CREDENTIALS].check(name, password, user, request.remote):
         raise Unauthorized("invalid user name or password")
     return name
 

@@ -27,8 +27,10 @@ def _reason(message: str) -> str:
     return line.encode("ascii", "backslashreplace").decode("ascii")[:300]
 
 
-def error_response(request: web.Request, status: int, message: str) -> web.Response:
-    headers = {}
+def error_response(
+    request: web.Request, status: int, message: str, extra: dict[str, str] | None = None
+) -> web.Response:
+    headers = dict(extra or {})
     if status == 401:
         headers["WWW-Authenticate"] = REALM
     accept = request.headers.get("Accept", "")
@@ -55,7 +57,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except LockgateError as exc:
         if isinstance(exc, Unauthorized):
             structlog.contextvars.bind_contextvars(auth_failed=True)
-        return error_response(request, exc.status, exc.message)
+        return error_response(request, exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.text and exc.content_type == "text/plain":
             response = error_response(request, exc.status, exc.text.strip())

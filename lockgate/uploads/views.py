@@ -66,7 +66,7 @@ async def _authenticate(request: web.Request) -> str:
     name, password = credentials
     async with request.app[DATABASE].read() as session:
         user = await get_user(session, name)
-    if not await request.app[CREDENTIALS].check(name, password, user):
+    if not await request.app[CREDENTIALS].check(name, password, user, request.remote):
         raise Forbidden(
             "Invalid or non-existent authentication information: wrong user or password."
         )

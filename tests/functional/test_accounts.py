@@ -186,3 +186,17 @@ def test_nul_in_credentials_is_refused_and_405_says_what_is_allowed(
     wrong_method = server.request("DELETE", "/root/pypi/+simple/")
     assert wrong_method.status_code == 405
     assert "GET" in wrong_method.headers.get("Allow", "")
+
+
+def test_repeated_failed_logins_pause_that_client_and_name(server: LockgateServer) -> None:
+    server.create_user("gus", "gus-pw")
+    server.create_user("hal", "hal-pw")
+    for _ in range(10):
+        wrong = server.request("PATCH", "/gus", auth=("gus", "guess"), json={})
+        assert wrong.status_code == 401
+    paused = server.request("PATCH", "/gus", auth=("gus", "gus-pw"), json={})
+    assert paused.status_code == 429, paused.text
+    assert int(paused.headers["Retry-After"]) > 0
+    assert "too many failed logins" in paused.text
+    # Other names are not affected.
+    assert server.request("PATCH", "/hal", auth=("hal", "hal-pw"), json={}).status_code == 200
