@@ -9,21 +9,11 @@ import click
 
 from lockgate import __version__
 from lockgate.cli.admin import index_group, user_group
+from lockgate.cli.common import SERVERDIR_OPTION, ready_settings
+from lockgate.cli.common import resolve_serverdir as _serverdir
 from lockgate.cli.mirror import mirror_group
 from lockgate.cli.transfer import export_command, import_command
-from lockgate.config import Settings, default_serverdir, load_settings
-
-SERVERDIR_OPTION = click.option(
-    "--serverdir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="LOCKGATE_SERVERDIR",
-    default=None,
-    help="Server directory (default: a per-user data directory).",
-)
-
-
-def _serverdir(value: Path | None) -> Path:
-    return (value or default_serverdir()).expanduser().resolve()
+from lockgate.config import Settings, load_settings
 
 
 def _print_password(result_password: str) -> None:
@@ -234,15 +224,10 @@ def gc(serverdir: Path | None, dry_run: bool, min_age: float) -> None:
     from rich.progress import Progress
 
     from lockgate.db.session import Database
-    from lockgate.serverdir import ServerDirError, check_serveable
     from lockgate.storage.blobs import BlobStore
     from lockgate.storage.gc import collect_garbage
 
-    settings = load_settings(_serverdir(serverdir))
-    try:
-        check_serveable(settings)
-    except ServerDirError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = ready_settings(serverdir)
 
     async def run() -> None:
         db = Database(settings.db_url)
@@ -278,15 +263,10 @@ def fsck(serverdir: Path | None) -> None:
     from rich.progress import Progress
 
     from lockgate.db.session import Database
-    from lockgate.serverdir import ServerDirError, check_serveable
     from lockgate.storage.blobs import BlobStore
     from lockgate.storage.fsck import fsck as run_fsck
 
-    settings = load_settings(_serverdir(serverdir))
-    try:
-        check_serveable(settings)
-    except ServerDirError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = ready_settings(serverdir)
 
     async def run() -> bool:
         db = Database(settings.db_url)

@@ -8,32 +8,13 @@ from pathlib import Path
 import click
 from rich.progress import Progress
 
-from lockgate.config import Settings, default_serverdir, load_settings
+from lockgate.cli.common import SERVERDIR_OPTION, ready_settings
 from lockgate.db.session import Database
 from lockgate.storage.blobs import BlobStore
 
-SERVERDIR = click.option(
-    "--serverdir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="LOCKGATE_SERVERDIR",
-    default=None,
-    help="Server directory (default: the per-user data directory).",
-)
-
-
-def _settings(serverdir: Path | None) -> Settings:
-    from lockgate.serverdir import ServerDirError, check_serveable
-
-    settings = load_settings((serverdir or default_serverdir()).expanduser().resolve())
-    try:
-        check_serveable(settings)
-    except ServerDirError as exc:
-        raise click.ClickException(str(exc)) from None
-    return settings
-
 
 @click.command("export")
-@SERVERDIR
+@SERVERDIR_OPTION
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--since",
@@ -46,7 +27,7 @@ def export_command(serverdir: Path | None, out: Path, since: int) -> None:
     """Write the changelog (after --since) and the files it needs to a bundle OUT."""
     from lockgate.transfer.exporter import ExportError, export_bundle
 
-    settings = _settings(serverdir)
+    settings = ready_settings(serverdir)
 
     async def run() -> None:
         db = Database(settings.db_url)
@@ -74,13 +55,13 @@ def export_command(serverdir: Path | None, out: Path, since: int) -> None:
 
 
 @click.command("import")
-@SERVERDIR
+@SERVERDIR_OPTION
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 def import_command(serverdir: Path | None, bundle: Path) -> None:
     """Verify BUNDLE completely, then apply it (all or nothing)."""
     from lockgate.transfer.importer import ImportRefused, import_bundle
 
-    settings = _settings(serverdir)
+    settings = ready_settings(serverdir)
 
     async def run() -> None:
         db = Database(settings.db_url)
