@@ -10,14 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-
-from lockgate.mirror.egress import parse_allow
+from aiohttp import web
 
 CONFIG_FILENAME = "lockgate.toml"
 SQLITE_FILENAME = "lockgate.sqlite"
 DEFAULT_PORT = 3141
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+
+
+def parse_allow(value: Any) -> tuple[str, ...]:
+    """`upstream_allow` from TOML (a list) or a flag/variable (comma-separated)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(str(part).strip() for part in value if str(part).strip())
 
 
 def default_serverdir() -> Path:
@@ -112,3 +120,6 @@ def load_settings(serverdir: Path, **flags: Any) -> Settings:
         primary_user=str(pick("primary_user", "root")),
         primary_password=(str(pick("primary_password", "")) or None),
     )
+
+
+SETTINGS = web.AppKey("settings", Settings)

@@ -1,7 +1,7 @@
 """Domain errors carrying an HTTP status and a message a person can act on.
 
 They are raised anywhere below the HTTP layer and mapped to responses in one
-place (`server/middleware.py`).
+place (`http/middleware.py`).
 """
 
 from __future__ import annotations
@@ -46,3 +46,13 @@ class ServiceUnavailable(LockgateError):
 
 class TooManyRequests(LockgateError):
     status = 429
+
+
+class NotAcceptable(LockgateError):
+    status = 406
+
+
+class BadGateway(LockgateError):
+    """Something this server fetched for the request (an upstream, the primary) failed."""
+
+    status = 502

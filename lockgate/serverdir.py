@@ -14,16 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from lockgate import migrations
-from lockgate.accounts.services import ROOT_USER, create_user
-from lockgate.changelog.models import ServerState
-from lockgate.changelog.writer import GENESIS_HASH
+from lockgate.accounts.services import ROOT_USER, create_user, prepare_new_user
+from lockgate.changelog.codec import GENESIS_HASH
 from lockgate.config import CONFIG_FILENAME, Settings
 from lockgate.db.engine import DatabaseURLError, normalize_url
 from lockgate.db.session import Database
-from lockgate.indexes.services import PYPI_SIMPLE_URL, create_index
+from lockgate.db.state import new_state, read_state
+from lockgate.indexes.config import PYPI_SIMPLE_URL
+from lockgate.indexes.services import create_index
 from lockgate.mirror.egress import private_host
 from lockgate.storage.blobs import temp_in_use
 
@@ -86,18 +85,17 @@ def check_can_init(path: Path) -> None:
 
 async def _bootstrap(settings: Settings, root_password: str, upstream: str) -> None:
     database = Database(settings.db_url)
+    root = await prepare_new_user(ROOT_USER, {"password": root_password})
     try:
         async with database.write() as session:
-            if (await session.execute(select(ServerState))).scalar_one_or_none() is not None:
+            if await read_state(session) is not None:
                 raise ServerDirError(
                     "the database already holds a lockgate server; "
                     "refusing to initialise over it (use an empty database)"
                 )
-            session.add(
-                ServerState(id=1, server_id=uuid.uuid4().hex, serial=0, last_hash=GENESIS_HASH)
-            )
+            session.add(new_state(uuid.uuid4().hex, GENESIS_HASH))
             await session.flush()
-            await create_user(session, ROOT_USER, {"password": root_password})
+            await create_user(session, ROOT_USER, root)
             await create_index(
                 session,
                 ROOT_USER,
@@ -172,14 +170,12 @@ async def _bootstrap_replica(settings: Settings) -> None:
     database = Database(settings.db_url)
     try:
         async with database.write() as session:
-            if (await session.execute(select(ServerState))).scalar_one_or_none() is not None:
+            if await read_state(session) is not None:
                 raise ServerDirError(
                     "the database already holds a lockgate server; a replica needs an empty one"
                 )
             # Everything else (users, indexes, files) arrives through the changelog.
-            session.add(
-                ServerState(id=1, server_id=uuid.uuid4().hex, serial=0, last_hash=GENESIS_HASH)
-            )
+            session.add(new_state(uuid.uuid4().hex, GENESIS_HASH))
     finally:
         await database.dispose()
 

@@ -1,37 +1,23 @@
 """Appending entries: one call per mutation, inside the caller's write transaction.
 
 `record()` is the only way state changes on a primary: it takes the serial
-counter, appends the entry with the hash chain, and applies the entry to the
-state tables through the projection, so state == replay(changelog) holds by
-construction.
+counter, appends the entry with the hash chain, and applies the payload to the
+state tables, so state == replay(changelog) holds by construction.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockgate.changelog.models import ChangelogEntry, ServerState
-from lockgate.changelog.projection import apply_entry
-
-GENESIS_HASH = "0" * 64
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def entry_hash(prev_hash: str, serial: int, kind: str, payload_json: str) -> str:
-    digest = hashlib.sha256()
-    for part in (prev_hash, str(serial), kind, payload_json):
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\n")
-    return digest.hexdigest()
+from lockgate.changelog.codec import canonical_json, entry_hash
+from lockgate.changelog.models import ChangelogEntry
+from lockgate.changelog.payloads import Payload
+from lockgate.db.models import ServerState
+from lockgate.db.session import Database
+from lockgate.db.state import STATE_ROW
 
 
 def utcnow_iso() -> str:
@@ -50,7 +36,7 @@ async def lock_serial(session: AsyncSession) -> ServerState:
     """
     locked = (
         select(ServerState)
-        .where(ServerState.id == 1)
+        .where(ServerState.id == STATE_ROW)
         .with_for_update()
         # The values read under the lock, even if this session loaded the row before.
         .execution_options(populate_existing=True)
@@ -58,7 +44,7 @@ async def lock_serial(session: AsyncSession) -> ServerState:
     return (await session.execute(locked)).scalar_one()
 
 
-async def record(session: AsyncSession, kind: str, payload: dict[str, Any]) -> int:
+async def record(session: AsyncSession, payload: Payload) -> int:
     """Append one entry and apply it; returns its serial. The caller commits.
 
     The counter row is locked here, as late as possible in the transaction, so
@@ -67,13 +53,13 @@ async def record(session: AsyncSession, kind: str, payload: dict[str, Any]) -> i
     """
     state = await lock_serial(session)
     serial = state.serial + 1
-    payload_json = canonical_json(payload)
-    new_hash = entry_hash(state.last_hash, serial, kind, payload_json)
+    payload_json = canonical_json(payload.to_json())
+    new_hash = entry_hash(state.last_hash, serial, payload.KIND, payload_json)
     session.add(
         ChangelogEntry(
             serial=serial,
             created_at=utcnow_iso(),
-            kind=kind,
+            kind=payload.KIND,
             payload=payload_json,
             prev_hash=state.last_hash,
             hash=new_hash,
@@ -81,6 +67,13 @@ async def record(session: AsyncSession, kind: str, payload: dict[str, Any]) -> i
     )
     state.serial = serial
     state.last_hash = new_hash
-    await apply_entry(session, kind, payload)
+    await payload.apply(session)
     await session.flush()
     return serial
+
+
+async def record_alone(db: Database, payload: Payload) -> int:
+    """Record one entry in a write transaction of its own (a change that depends
+    on nothing read under the lock: a cached upstream page, file or list)."""
+    async with db.write() as session:
+        return await record(session, payload)

@@ -224,8 +224,9 @@ def gc(serverdir: Path | None, dry_run: bool, min_age: float) -> None:
     from rich.progress import Progress
 
     from lockgate.db.session import Database
+    from lockgate.domains import build_registry
+    from lockgate.maintenance.gc import collect_garbage
     from lockgate.storage.blobs import BlobStore
-    from lockgate.storage.gc import collect_garbage
 
     settings = ready_settings(serverdir)
 
@@ -238,6 +239,7 @@ def gc(serverdir: Path | None, dry_run: bool, min_age: float) -> None:
                 report = await collect_garbage(
                     db,
                     BlobStore(settings.blob_dir, settings.tmp_dir),
+                    build_registry(),
                     dry_run=dry_run,
                     min_age=min_age,
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -263,8 +265,9 @@ def fsck(serverdir: Path | None) -> None:
     from rich.progress import Progress
 
     from lockgate.db.session import Database
+    from lockgate.domains import build_registry
+    from lockgate.maintenance.fsck import fsck as run_fsck
     from lockgate.storage.blobs import BlobStore
-    from lockgate.storage.fsck import fsck as run_fsck
 
     settings = ready_settings(serverdir)
 
@@ -276,6 +279,7 @@ def fsck(serverdir: Path | None) -> None:
                 report = await run_fsck(
                     db,
                     BlobStore(settings.blob_dir, settings.tmp_dir),
+                    build_registry(),
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
                 )
         finally:

@@ -10,6 +10,7 @@ from rich.progress import Progress
 
 from lockgate.cli.common import SERVERDIR_OPTION, ready_settings
 from lockgate.db.session import Database
+from lockgate.domains import build_registry
 from lockgate.storage.blobs import BlobStore
 
 
@@ -37,6 +38,7 @@ def export_command(serverdir: Path | None, out: Path, since: int) -> None:
                 result = await export_bundle(
                     db,
                     BlobStore(settings.blob_dir, settings.tmp_dir),
+                    build_registry(),
                     out,
                     since,
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -71,6 +73,7 @@ def import_command(serverdir: Path | None, bundle: Path) -> None:
                 result = await import_bundle(
                     db,
                     BlobStore(settings.blob_dir, settings.tmp_dir),
+                    build_registry(),
                     bundle,
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
                 )

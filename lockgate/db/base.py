@@ -16,15 +16,3 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def load_all_models() -> MetaData:
-    """Import every models module so `Base.metadata` knows all tables (for Alembic and tests)."""
-    from lockgate.accounts import models as _accounts  # noqa: F401
-    from lockgate.changelog import models as _changelog  # noqa: F401
-    from lockgate.indexes import models as _indexes  # noqa: F401
-    from lockgate.mirror import models as _mirror  # noqa: F401
-    from lockgate.packages import models as _packages  # noqa: F401
-    from lockgate.transfer import models as _transfer  # noqa: F401
-
-    return Base.metadata

@@ -11,12 +11,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lockgate.changelog.models import ServerState
 from lockgate.db.engine import is_sqlite, make_async_engines
+from lockgate.db.models import ServerState
 from lockgate.errors import ServiceUnavailable
 
 
@@ -109,3 +110,6 @@ class Database:
 async def _current_serial(session: AsyncSession) -> int:
     state = (await session.execute(select(ServerState.serial))).scalar_one_or_none()
     return state or 0
+
+
+DATABASE = web.AppKey("database", Database)

@@ -1,141 +1,121 @@
-"""Index configuration (devpi's shape), its validation, and inheritance chains."""
+"""Indexes: reading them (with their typed configuration), creating, changing
+and deleting them through the changelog, and resolving inheritance chains."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from packaging.utils import canonicalize_name
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockgate.accounts.services import require_user
+from lockgate.accounts.services import ROOT_USER, require_user
 from lockgate.changelog.writer import record
-from lockgate.errors import BadRequest, Conflict, NotFound
+from lockgate.db.session import Database
+from lockgate.errors import BadRequest, Conflict, Forbidden, NotFound
+from lockgate.indexes.config import (
+    IndexConfig,
+    MirrorConfig,
+    StageConfig,
+    ca_bundle_of,
+    check_ca_bundle,
+    from_stored,
+    parse_config,
+    public_form,
+    to_stored,
+)
+from lockgate.indexes.entries import IndexDelete, IndexPut
 from lockgate.indexes.models import Index
-from lockgate.mirror.pages import keep_secret, redact_url
-from lockgate.names import check_name, is_valid_project_name
-
-PYPI_SIMPLE_URL = "https://pypi.org/simple/"
-DEFAULT_MIRROR_CACHE_EXPIRY = 1800
-MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024
-
-STAGE_KEYS = {"type", "bases", "volatile", "acl_upload", "mirror_whitelist", "title", "description"}
-MIRROR_KEYS = {
-    "type",
-    "mirror_url",
-    "mirror_cache_expiry",
-    "mirror_no_project_list",
-    "mirror_timeout",
-    "mirror_offline_retry",
-    "mirror_ca_bundle",
-    "volatile",
-    "title",
-    "description",
-    "bases",
-}
+from lockgate.names import check_name
+from lockgate.urls import keep_secret
 
 
 @dataclass(frozen=True)
 class IndexView:
-    """An index as the read paths need it: id, path and parsed configuration."""
+    """An index as the read paths need it: id, path and typed configuration."""
 
     id: int
     user: str
     name: str
-    type: str
-    config: dict[str, Any]
+    config: IndexConfig
 
     @property
     def path(self) -> str:
         return f"{self.user}/{self.name}"
 
     @property
+    def type(self) -> str:
+        return self.config.type
+
+    @property
     def is_mirror(self) -> bool:
-        return self.type == "mirror"
+        return isinstance(self.config, MirrorConfig)
+
+    @property
+    def mirror(self) -> MirrorConfig:
+        """The mirror settings; only for mirror indexes."""
+        if not isinstance(self.config, MirrorConfig):
+            raise TypeError(f"index {self.path} is not a mirror")
+        return self.config
 
     @property
     def bases(self) -> list[str]:
-        return list(self.config.get("bases", []))
+        return list(self.config.bases)
 
     @property
     def volatile(self) -> bool:
-        return bool(self.config.get("volatile", True))
+        return self.config.volatile
 
     def whitelists(self, project: str) -> bool:
-        allowed = self.config.get("mirror_whitelist", [])
-        return "*" in allowed or canonicalize_name(project) in allowed
+        return isinstance(self.config, StageConfig) and self.config.whitelists(project)
 
     def public_config(self) -> dict[str, Any]:
         """The configuration as the API shows it: upstream credentials masked."""
-        config = dict(self.config)
-        if config.get("mirror_url"):
-            config["mirror_url"] = redact_url(config["mirror_url"])
-        return config
+        return public_form(self.config)
 
     @staticmethod
     def from_row(row: Index) -> IndexView:
-        return IndexView(row.id, row.user_name, row.name, row.type, json.loads(row.config))
+        config = from_stored(row.type, json.loads(row.config), row.user_name)
+        return IndexView(row.id, row.user_name, row.name, config)
 
 
-def _as_list(value: Any, key: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [v.strip() for v in value if v.strip()]
-    raise BadRequest(f"{key!r} must be a list of strings")
+def require_upload_permission(actor: str, index: IndexView, project: str) -> None:
+    allowed = actor == ROOT_USER or (
+        isinstance(index.config, StageConfig) and index.config.may_upload(actor)
+    )
+    if not allowed:
+        raise Forbidden(
+            f"The user '{actor}' isn't allowed to upload to project '{project}' "
+            f"on index {index.path}."
+        )
 
 
-def _as_bool(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise BadRequest(f"{key!r} must be true or false")
+def require_root_for_upstream(actor: str) -> None:
+    if actor != ROOT_USER:
+        raise Forbidden(
+            "only root may create mirror indexes or change where they fetch from "
+            "(mirror_url, mirror_ca_bundle)"
+        )
 
 
-def _as_seconds(value: Any, key: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{key!r} must be a number of seconds") from None
-    if seconds < 0 or seconds > 86400:
-        raise BadRequest(f"{key!r} must be between 0 and 86400 seconds")
-    return seconds
+async def precheck_config(data: dict[str, Any]) -> None:
+    """The checks that touch the file system (the CA bundle loads): run before the
+    write transaction, so a slow disk never holds the writers' lock."""
+    bundle = ca_bundle_of(data)
+    if bundle:
+        await asyncio.to_thread(check_ca_bundle, bundle)
 
 
-def _check_url(value: Any) -> str:
-    if not isinstance(value, str):
-        raise BadRequest("'mirror_url' must be an http(s) URL")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BadRequest(f"'mirror_url' must be an http(s) URL, not {value!r}")
-    return value if value.endswith("/") else value + "/"
-
-
-def _check_ca_bundle(path: str) -> None:
-    """Refuse a CA bundle the upstream client could not load (same call as it makes)."""
-    problem = None
-    if not os.path.isabs(path):
-        problem = "must be an absolute path"
-    elif not os.path.isfile(path):
-        problem = "is not an existing regular file"
-    elif os.path.getsize(path) > MAX_CA_BUNDLE_BYTES:
-        problem = f"is larger than {MAX_CA_BUNDLE_BYTES} bytes"
-    else:
-        try:
-            ssl.create_default_context().load_verify_locations(cafile=path)
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            problem = f"is not a readable PEM file of CA certificates ({exc})"
-    if problem:
-        raise BadRequest(f"'mirror_ca_bundle' {path!r} {problem}")
+async def precheck_index_change(
+    db: Database, owner: str, name: str, changes: dict[str, Any]
+) -> None:
+    """`precheck_config` for a change: the stored settings merged with the changes."""
+    async with db.read() as session:
+        index = await get_index(session, owner, name)
+    current = to_stored(index.config) if index is not None else {}
+    await precheck_config({**current, **changes})
 
 
 async def get_index(session: AsyncSession, user: str, name: str) -> IndexView | None:
@@ -152,72 +132,23 @@ async def require_index(session: AsyncSession, user: str, name: str) -> IndexVie
     return index
 
 
-async def normalize_config(
-    session: AsyncSession, owner: str, name: str, data: dict[str, Any]
-) -> dict[str, Any]:
-    """Validate a full configuration and fill in defaults; returns the stored form."""
-    index_type = data.get("type", "stage")
-    if index_type not in ("stage", "mirror"):
-        raise BadRequest(f"unknown index type {index_type!r}: use 'stage' or 'mirror'")
-    allowed = STAGE_KEYS if index_type == "stage" else MIRROR_KEYS
-    unknown = set(data) - allowed
-    if unknown:
-        raise BadRequest(f"unknown key(s) for a {index_type} index: {', '.join(sorted(unknown))}")
-    config: dict[str, Any] = {
-        "type": index_type,
-        "title": str(data.get("title") or ""),
-        "description": str(data.get("description") or ""),
-    }
-    if index_type == "mirror":
-        if _as_list(data.get("bases"), "bases"):
-            raise BadRequest("a mirror index cannot have bases")
-        config["bases"] = []
-        config["mirror_url"] = _check_url(data.get("mirror_url", PYPI_SIMPLE_URL))
-        expiry = data.get("mirror_cache_expiry", DEFAULT_MIRROR_CACHE_EXPIRY)
-        try:
-            config["mirror_cache_expiry"] = int(expiry)
-        except (TypeError, ValueError):
-            raise BadRequest("'mirror_cache_expiry' must be a number of seconds") from None
-        if config["mirror_cache_expiry"] < 0:
-            raise BadRequest("'mirror_cache_expiry' must not be negative")
-        config["mirror_timeout"] = _as_seconds(data.get("mirror_timeout", 10), "mirror_timeout")
-        config["mirror_offline_retry"] = _as_seconds(
-            data.get("mirror_offline_retry", 10), "mirror_offline_retry"
-        )
-        bundle = data.get("mirror_ca_bundle") or ""
-        if not isinstance(bundle, str):
-            raise BadRequest("'mirror_ca_bundle' must be the path of a PEM file on the server")
-        if bundle:
-            await asyncio.to_thread(_check_ca_bundle, bundle)
-        config["mirror_ca_bundle"] = bundle
-        config["mirror_no_project_list"] = _as_bool(
-            data.get("mirror_no_project_list", False), "mirror_no_project_list"
-        )
-        config["volatile"] = _as_bool(data.get("volatile", False), "volatile")
-        return config
-    bases = _as_list(data.get("bases"), "bases")
-    for base in bases:
-        parts = base.split("/")
-        if len(parts) != 2:
-            raise BadRequest(f"base {base!r} must be written 'user/index'")
-        if parts == [owner, name]:
-            raise BadRequest("an index cannot be its own base")
-        if await get_index(session, parts[0], parts[1]) is None:
+async def user_indexes(session: AsyncSession, user: str) -> list[IndexView]:
+    rows = (
+        await session.execute(select(Index).where(Index.user_name == user).order_by(Index.name))
+    ).scalars()
+    return [IndexView.from_row(row) for row in rows]
+
+
+async def mirror_indexes(session: AsyncSession) -> list[IndexView]:
+    rows = (await session.execute(select(Index).where(Index.type == "mirror"))).scalars()
+    return [IndexView.from_row(row) for row in rows]
+
+
+async def _check_bases_exist(session: AsyncSession, config: IndexConfig) -> None:
+    for base in config.bases:
+        user, name = base.split("/")
+        if await get_index(session, user, name) is None:
             raise BadRequest(f"base index {base} does not exist")
-    if len(set(bases)) != len(bases):
-        raise BadRequest("'bases' lists an index twice")
-    whitelist = _as_list(data.get("mirror_whitelist"), "mirror_whitelist")
-    for project in whitelist:
-        if project != "*" and not is_valid_project_name(project):
-            raise BadRequest(f"invalid project name {project!r} in 'mirror_whitelist'")
-    config["bases"] = bases
-    config["volatile"] = _as_bool(data.get("volatile", True), "volatile")
-    acl = _as_list(data.get("acl_upload", [owner]), "acl_upload")
-    config["acl_upload"] = acl
-    config["mirror_whitelist"] = sorted(
-        {p if p == "*" else canonicalize_name(p) for p in whitelist}
-    )
-    return config
 
 
 async def _check_no_cycle(
@@ -232,52 +163,52 @@ async def _check_no_cycle(
             await _check_no_cycle(session, path, index.bases, (*seen, base))
 
 
+async def _put(session: AsyncSession, owner: str, name: str, config: IndexConfig) -> IndexView:
+    await record(
+        session, IndexPut(user=owner, name=name, type=config.type, config=to_stored(config))
+    )
+    return await require_index(session, owner, name)
+
+
 async def create_index(
     session: AsyncSession, owner: str, name: str, data: dict[str, Any]
 ) -> IndexView:
+    """Create an index; `precheck_config(data)` must have run before the transaction."""
     check_name("index", name)
     await require_user(session, owner)
     if await get_index(session, owner, name) is not None:
         raise Conflict(f"index {owner}/{name} already exists")
-    config = await normalize_config(session, owner, name, data)
-    await record(
-        session,
-        "index.put",
-        {"user": owner, "name": name, "type": config["type"], "config": config},
-    )
-    return await require_index(session, owner, name)
+    config = parse_config(owner, name, data)
+    await _check_bases_exist(session, config)
+    return await _put(session, owner, name, config)
 
 
 async def modify_index(
     session: AsyncSession, owner: str, name: str, changes: dict[str, Any]
 ) -> IndexView:
+    """Change an index; `precheck_config(changes)` must have run before the transaction."""
     index = await require_index(session, owner, name)
     if "type" in changes and changes["type"] != index.type:
         raise BadRequest("the type of an existing index cannot be changed")
-    merged = {**index.config, **changes}
-    if isinstance(changes.get("mirror_url"), str) and index.config.get("mirror_url"):
-        merged["mirror_url"] = keep_secret(changes["mirror_url"], index.config["mirror_url"])
-    config = await normalize_config(session, owner, name, merged)
-    await _check_no_cycle(session, index.path, config["bases"])
-    await record(
-        session,
-        "index.put",
-        {"user": owner, "name": name, "type": config["type"], "config": config},
-    )
-    return await require_index(session, owner, name)
+    stored = to_stored(index.config)
+    merged = {**stored, **changes}
+    if isinstance(changes.get("mirror_url"), str) and isinstance(index.config, MirrorConfig):
+        merged["mirror_url"] = keep_secret(changes["mirror_url"], index.config.mirror_url)
+    config = parse_config(owner, name, merged)
+    await _check_bases_exist(session, config)
+    await _check_no_cycle(session, index.path, list(config.bases))
+    return await _put(session, owner, name, config)
 
 
 async def delete_index(session: AsyncSession, owner: str, name: str) -> None:
     index = await require_index(session, owner, name)
     rows = (await session.execute(select(Index))).scalars().all()
-    users = [
-        IndexView.from_row(row).path for row in rows if index.path in IndexView.from_row(row).bases
-    ]
+    users = [view.path for view in map(IndexView.from_row, rows) if index.path in view.bases]
     if users:
         raise Conflict(
             f"index {index.path} is a base of {', '.join(sorted(users))}; remove it there first"
         )
-    await record(session, "index.delete", {"user": owner, "name": name})
+    await record(session, IndexDelete(user=owner, name=name))
 
 
 async def resolve_chain(session: AsyncSession, index: IndexView) -> list[IndexView]:

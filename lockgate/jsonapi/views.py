@@ -1,4 +1,4 @@
-"""PyPI JSON API answers (STANDARDS §5) for the projects an index can see."""
+"""PyPI JSON API answers (docs/standards.md §5) for the projects an index can see."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from aiohttp import web
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from lockgate.catalog.lookup import lookup_project
+from lockgate.catalog.services import ProjectView, VisibleFile
+from lockgate.config import SETTINGS
+from lockgate.db.session import DATABASE
+from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
-from lockgate.packages.lookup import lookup_project
-from lockgate.packages.services import ProjectView, VisibleFile
-from lockgate.server.keys import DATABASE, SETTINGS
 
 INFO_FIELDS = {
     "summary": "summary",
@@ -123,7 +125,7 @@ async def project_json(request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently(f"/{user}/{name}/pypi/{normalized}/{suffix}")
     db = request.app[DATABASE]
     serial = db.serial
-    found = await lookup_project(request.app, user, name, normalized)
+    found = await lookup_project(db, request.app[MIRROR], user, name, normalized)
     index, view = found.index, found.view
     if view is None or not view.versions or view.status == "quarantined":
         return _not_found()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from lockgate.db.base import load_all_models
 from lockgate.db.engine import is_sqlite, make_sync_engine
+from lockgate.domains import load_all_models
 
 config = context.config
 target_metadata = load_all_models()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from lockgate.accounts.auth import require_login
+from lockgate.accounts.services import require_self_or_root
+from lockgate.db.session import DATABASE
 from lockgate.errors import BadRequest
+from lockgate.http.requests import api_response, read_json_object
 from lockgate.indexes.services import require_index
+from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
-from lockgate.server.auth import require_login, require_self_or_root
-from lockgate.server.http import api_response, read_json_object
-from lockgate.server.keys import DATABASE, MIRROR
 
 MAX_PROJECTS = 1000
 
@@ -26,8 +28,8 @@ async def refresh(request: web.Request) -> web.Response:
         or not all(isinstance(p, str) and is_valid_project_name(p) for p in projects)
     ):
         raise BadRequest(f'send {{"projects": [NAME, …]}} with 1 to {MAX_PROJECTS} project names')
+    require_self_or_root(await require_login(request), user)
     async with request.app[DATABASE].read() as session:
-        require_self_or_root(await require_login(request, session), user)
         index = await require_index(session, user, name)
     if not index.is_mirror:
         raise BadRequest(f"index {index.path} is not a mirror")

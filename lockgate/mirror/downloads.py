@@ -19,6 +19,7 @@ from pathlib import Path
 
 import structlog
 
+from lockgate.errors import BadGateway
 from lockgate.indexes.services import IndexView
 from lockgate.mirror.upstream import UpstreamClient, UpstreamUnavailable
 from lockgate.storage.blobs import BlobStore, HashingWriter
@@ -26,17 +27,14 @@ from lockgate.storage.blobs import BlobStore, HashingWriter
 log = structlog.get_logger("lockgate.mirror")
 
 CHUNK = 256 * 1024
-HOLD_BACK = 1  # bytes withheld from readers until the hash is verified
 MAX_METADATA_BYTES = 10 * 1024 * 1024
-# An upstream that announces no size cannot send more than this (RELIABILITY SS-6).
+HOLD_BACK = 1  # bytes withheld from readers until the hash is verified
+# An upstream that announces no size cannot send more than this (docs/reliability.md SS-6).
 MAX_UNSIZED_FILE_BYTES = 16 * 1024 * 1024 * 1024
 
 
-class DownloadFailed(Exception):
-    def __init__(self, message: str, status: int = 502) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+class DownloadFailed(BadGateway):
+    """An upstream download failed or did not match its hash (502, or 504 on a timeout)."""
 
 
 @dataclass

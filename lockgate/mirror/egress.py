@@ -1,4 +1,4 @@
-"""Where the server may send requests (RELIABILITY SS-1, SS-2): upstreams on
+"""Where the server may send requests (docs/reliability.md SS-1, SS-2): upstreams on
 public addresses by default; private, loopback and link-local targets (cloud
 metadata services, the database, the admin's laptop) only when the operator
 lists them in the server configuration (`upstream_allow`), never through the
@@ -11,9 +11,9 @@ import ipaddress
 import socket
 import urllib.request
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit
 
+from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
@@ -126,15 +126,6 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def parse_allow(value: Any) -> tuple[str, ...]:
-    """`upstream_allow` from TOML (a list) or a flag/variable (comma-separated)."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return tuple(str(part).strip() for part in value if str(part).strip())
-
-
 def private_host(url: str) -> str | None:
     """The URL's host when it is (or resolves to) a non-public address, else None."""
     host = urlsplit(url).hostname
@@ -148,3 +139,6 @@ def private_host(url: str) -> str | None:
     except OSError:
         return None
     return host if any(not EgressPolicy().ip_allowed(str(i[4][0])) for i in infos) else None
+
+
+EGRESS = web.AppKey("egress", EgressPolicy)

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
@@ -199,38 +199,3 @@ def parse_project_list(body: bytes, content_type: str) -> list[str]:
         href = str(attrs["href"]).rstrip("/")
         names.append(unquote(href.rsplit("/", 1)[-1]))
     return names
-
-
-REDACTED = "****"
-
-
-def _host_part(netloc: str) -> str:
-    """host[:port] of a netloc, without userinfo (IPv6 brackets kept)."""
-    return netloc.rpartition("@")[2]
-
-
-def strip_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(
-        (parts.scheme, _host_part(parts.netloc), parts.path, parts.query, parts.fragment)
-    )
-
-
-def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:{REDACTED}@{_host_part(parts.netloc)}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-
-
-def keep_secret(new_url: str, old_url: str) -> str:
-    """A URL sent back as the API showed it (password masked) keeps the stored password."""
-    new, old = urlsplit(new_url), urlsplit(old_url)
-    if new.password != REDACTED or old.password is None:
-        return new_url
-    if (new.username, _host_part(new.netloc)) != (old.username, _host_part(old.netloc)):
-        return new_url
-    return urlunsplit((new.scheme, old.netloc, new.path, new.query, new.fragment))

@@ -11,38 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion
+from aiohttp import web
+from packaging.utils import canonicalize_name
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockgate.changelog.writer import record, utcnow_iso
+from lockgate.changelog.writer import record_alone, utcnow_iso
 from lockgate.db.session import Database
+from lockgate.distfiles import project_from_filename
 from lockgate.indexes.services import IndexView
-from lockgate.mirror.downloads import DownloadCoordinator
+from lockgate.mirror.entries import MirrorGone, MirrorPage, MirrorProjectListSet
+from lockgate.mirror.files import MirrorFiles
 from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject, MirrorProjectList
 from lockgate.mirror.pages import JSON_V1, UpstreamLink, UpstreamPage
-from lockgate.mirror.upstream import (
-    PageFetch,
-    UpstreamBadData,
-    UpstreamClient,
-    UpstreamUnavailable,
-    strip_credentials,
-)
+from lockgate.mirror.upstream import PageFetch, UpstreamBadData, UpstreamClient, UpstreamUnavailable
 from lockgate.replica.client import PrimaryClient, PrimaryUnavailable
 from lockgate.storage.blobs import BlobStore
+from lockgate.urls import strip_credentials
 
 log = structlog.get_logger("lockgate.mirror")
 
@@ -120,7 +110,7 @@ class MirrorService:
         # On a replica the primary is asked instead of the upstream: replicas
         # never talk to the internet, and the cache fills through the changelog.
         self.primary = primary
-        self.downloads = DownloadCoordinator(blobs, upstream)
+        self.files = MirrorFiles(db, upstream, blobs)
         self.project_lists = ProjectListService(db, upstream, blobs, primary)
         # When each page was last confirmed with the upstream (monotonic clock);
         # compared with the index's current expiry so config changes apply at once.
@@ -130,7 +120,7 @@ class MirrorService:
         self._removals: dict[str, collections.deque[float]] = {}
 
     async def close(self) -> None:
-        await self.downloads.close()
+        await self.files.close()
         await self.project_lists.close()
 
     def forget(self, index: IndexView, project: str) -> None:
@@ -142,7 +132,7 @@ class MirrorService:
     ) -> PageState:
         name = canonicalize_name(project)
         key = (index.path, name)
-        expiry = float(index.config.get("mirror_cache_expiry", 1800))
+        expiry = float(index.mirror.mirror_cache_expiry)
         confirmed = self._confirmed_at.get(key)
         if not force and confirmed is not None and confirmed + expiry > time.monotonic():
             return PageState(cached=True, stale=False)
@@ -187,7 +177,7 @@ class MirrorService:
             and fetched.serial < cached[0].upstream_serial
         ):
             # An older view of the project (a lagging mirror or CDN node): keep
-            # what we have (RELIABILITY CP-4).
+            # what we have (docs/reliability.md CP-4).
             log.warning(
                 "upstream serial went backwards; keeping the cached page",
                 project=name,
@@ -200,7 +190,7 @@ class MirrorService:
             doubt = implausible_page(name, fetched.page, cached[1] if cached else [])
             if doubt is not None:
                 # A captive portal, a proxy's error page or another project's page
-                # must never replace a good cache (RELIABILITY CP-3).
+                # must never replace a good cache (docs/reliability.md CP-3).
                 log.warning("refusing implausible upstream page", project=name, reason=doubt)
                 return PageState(cached=cached is not None, stale=True, reason=doubt)
         self._confirmed_at[(index.path, name)] = time.monotonic()
@@ -208,17 +198,19 @@ class MirrorService:
             return PageState(cached=cached is not None, stale=False)
         if fetched.kind == "missing":
             # Names the upstream lacks are asked again sooner: they may appear any minute.
-            expiry = float(index.config.get("mirror_cache_expiry", 1800))
+            expiry = float(index.mirror.mirror_cache_expiry)
             self._confirmed_at[(index.path, name)] -= max(0.0, expiry - MISSING_TTL)
             if cached is not None:
                 if not await self.upstream.root_answers(index) or self._removal_storm(index):
                     # Many cached projects "gone" at once is a broken upstream (a wrong
-                    # URL, a misrouted proxy), not a wave of takedowns (RELIABILITY F-U8).
+                    # URL, a misrouted proxy), not a wave of takedowns (docs/reliability.md F-U8).
                     reason = "the upstream reports many cached projects missing at once"
                     self.upstream.mark_down(index, reason)
                     log.warning("serving stale mirror page", project=name, reason=reason)
                     return PageState(cached=True, stale=True, reason=reason)
-                await self._record(index, "mirror.gone", {"project": name})
+                await record_alone(
+                    self.db, MirrorGone(user=index.user, index=index.name, project=name)
+                )
             return PageState(cached=False, stale=False, reason="not found on the upstream")
         await self._store_page(index, name, fetched, cached)
         return PageState(cached=True, stale=False)
@@ -237,27 +229,29 @@ class MirrorService:
         # One entry per filename: the last listing wins, as a browser would see it.
         unique = list({link["filename"]: link for link in links}.values())
         await self._keep_cached_identities(index, name, unique)
-        payload: dict[str, Any] = {
-            "project": name,
-            "display_name": fetched.page.name or name,
-            "status": fetched.page.status,
-            "status_reason": fetched.page.status_reason,
-            "etag": fetched.etag,
-            "last_modified": fetched.last_modified,
-            "upstream_serial": fetched.serial,
-            "links": unique,
-        }
+        payload = MirrorPage(
+            user=index.user,
+            index=index.name,
+            project=name,
+            display_name=fetched.page.name or name,
+            status=fetched.page.status,
+            status_reason=fetched.page.status_reason,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            upstream_serial=fetched.serial,
+            links=tuple(UpstreamLink.from_json(link) for link in unique),
+        )
         if cached is not None:
             project, stored = cached
             same = (
                 [_stored_payload(link) for link in stored] == unique
-                and project.status == payload["status"]
-                and project.status_reason == payload["status_reason"]
-                and project.display_name == payload["display_name"]
+                and project.status == payload.status
+                and project.status_reason == payload.status_reason
+                and project.display_name == payload.display_name
             )
             if same:
                 return  # unchanged: no changelog entry, nothing for replicas to do
-        await self._record(index, "mirror.page", payload)
+        await record_alone(self.db, payload)
 
     async def _refresh_via_primary(
         self, index: IndexView, name: str, primary: PrimaryClient
@@ -285,7 +279,7 @@ class MirrorService:
             return PageState(cached=True, stale=bool(stale), reason=stale)
         if status == 404:
             self._confirmed_at[key] = time.monotonic() - max(
-                0.0, float(index.config.get("mirror_cache_expiry", 1800)) - MISSING_TTL
+                0.0, float(index.mirror.mirror_cache_expiry) - MISSING_TTL
             )
             reason = text.strip() or "not found on the primary"
             return PageState(cached=False, stale="upstream" in reason, reason=reason)
@@ -303,7 +297,7 @@ class MirrorService:
         self, index: IndexView, name: str, links: list[dict[str, Any]]
     ) -> None:
         """A cached file keeps the bytes and hash it was cached with, whatever the
-        upstream says later (INV-4, RELIABILITY CP-5); a change is an alarm."""
+        upstream says later (docs/reliability.md INV-4, CP-5); a change is an alarm."""
         filenames = [link["filename"] for link in links]
         async with self.db.read() as session:
             rows = (
@@ -326,26 +320,12 @@ class MirrorService:
                 self.integrity_alarms.append(alarm)
                 link["sha256"] = kept
 
-    async def _record(self, index: IndexView, kind: str, payload: dict[str, Any]) -> int:
-        async with self.db.write() as session:
-            return await record(session, kind, {"user": index.user, "index": index.name, **payload})
-
-
-def _project_of(filename: str) -> str:
-    try:
-        if filename.endswith(".whl"):
-            return canonicalize_name(parse_wheel_filename(filename)[0])
-        return canonicalize_name(parse_sdist_filename(filename)[0])
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-        # Legacy names (eggs, exe, odd sdists): the part before "-<digit>".
-        return canonicalize_name(re.split(r"-(?=\d)", filename, maxsplit=1)[0])
-
 
 def implausible_page(name: str, page: UpstreamPage, cached: list[MirrorLink]) -> str | None:
     """Why an upstream answer cannot be this project's page, or None if it can."""
     if page.name and canonicalize_name(page.name) != name:
         return f"the upstream answered with the page of another project ({page.name!r})"
-    if page.links and not any(_project_of(link.filename) == name for link in page.links):
+    if page.links and not any(project_from_filename(link.filename) == name for link in page.links):
         return (
             f"the upstream page lists no file of {name} (a captive portal or a proxy's error page?)"
         )
@@ -401,26 +381,27 @@ class ProjectListService:
             raise
         body = "\n".join(sorted(set(names))).encode("utf-8")
         sha256 = await asyncio.to_thread(self.blobs.put_bytes, body)
-        expiry = float(index.config.get("mirror_cache_expiry", 1800))
+        expiry = float(index.mirror.mirror_cache_expiry)
         self._fresh_until[index.path] = time.monotonic() + expiry
         async with self.db.read() as session:
             row = await session.get(MirrorProjectList, index.id)
         if row is None or row.sha256 != sha256:
-            async with self.db.write() as session:
-                await record(
-                    session,
-                    "mirror.projectlist",
-                    {
-                        "user": index.user,
-                        "index": index.name,
-                        "sha256": sha256,
-                        "count": len(names),
-                        "fetched_at": utcnow_iso(),
-                    },
-                )
+            await record_alone(
+                self.db,
+                MirrorProjectListSet(
+                    user=index.user,
+                    index=index.name,
+                    sha256=sha256,
+                    count=len(names),
+                    fetched_at=utcnow_iso(),
+                ),
+            )
         return sha256
 
     async def close(self) -> None:
         for task in list(self._refreshing.values()):
             task.cancel()
         await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+
+
+MIRROR = web.AppKey("mirror", MirrorService)

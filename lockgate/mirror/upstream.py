@@ -28,14 +28,12 @@ from lockgate.mirror.pages import (
     parse_html_page,
     parse_json_page,
     parse_project_list,
-    strip_credentials,
 )
+from lockgate.urls import strip_credentials
 
 log = structlog.get_logger("lockgate.mirror")
 
 USER_AGENT = f"lockgate/{__version__} (+mirror)"
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_OFFLINE_RETRY = 10.0
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_PAGE_BYTES = 64 * 1024 * 1024
@@ -57,13 +55,6 @@ class PageFetch:
     etag: str | None = None
     last_modified: str | None = None
     serial: int | None = None  # X-PyPI-Last-Serial, when the upstream sends it
-
-
-def mirror_timeout(index: IndexView) -> float:
-    try:
-        return max(0.1, float(index.config.get("mirror_timeout", DEFAULT_TIMEOUT)))
-    except (TypeError, ValueError):
-        return DEFAULT_TIMEOUT
 
 
 class UpstreamClient:
@@ -94,7 +85,7 @@ class UpstreamClient:
 
     # --- plumbing -----------------------------------------------------------
     def _ssl_for(self, index: IndexView) -> ssl.SSLContext | bool:
-        bundle = index.config.get("mirror_ca_bundle")
+        bundle = index.mirror.mirror_ca_bundle
         if not bundle:
             return True
         try:
@@ -112,7 +103,7 @@ class UpstreamClient:
         return self._ssl[key]
 
     def _auth_for(self, index: IndexView, url: str) -> aiohttp.BasicAuth | None:
-        base = urlsplit(index.config.get("mirror_url", ""))
+        base = urlsplit(index.mirror.mirror_url)
         target = urlsplit(url)
         if base.username is None or (base.hostname, base.port) != (target.hostname, target.port):
             return None
@@ -120,10 +111,7 @@ class UpstreamClient:
 
     @staticmethod
     def _connection_settings(index: IndexView) -> tuple[str, str]:
-        return (
-            str(index.config.get("mirror_url", "")),
-            str(index.config.get("mirror_ca_bundle") or ""),
-        )
+        return (index.mirror.mirror_url, index.mirror.mirror_ca_bundle)
 
     def is_down(self, index: IndexView) -> bool:
         # A changed URL or CA bundle gets a fresh try at once, not after the retry delay.
@@ -135,7 +123,7 @@ class UpstreamClient:
         return self._last_failure.get(index.path)
 
     def mark_down(self, index: IndexView, reason: str) -> None:
-        retry = float(index.config.get("mirror_offline_retry", DEFAULT_OFFLINE_RETRY))
+        retry = index.mirror.mirror_offline_retry
         until = time.monotonic() + max(0.0, retry)
         self._down_until[index.path] = (self._connection_settings(index), until)
         self._last_failure[index.path] = reason
@@ -161,7 +149,7 @@ class UpstreamClient:
         followed here, each hop checked against the egress policy."""
         if self.is_down(index):
             raise UpstreamUnavailable("upstream is marked unreachable; retrying shortly")
-        seconds = mirror_timeout(index)
+        seconds = index.mirror.timeout
         timeout = aiohttp.ClientTimeout(
             total=total_timeout, sock_connect=seconds, sock_read=seconds
         )
@@ -211,7 +199,7 @@ class UpstreamClient:
 
     # --- pages --------------------------------------------------------------
     def project_url(self, index: IndexView, project: str) -> str:
-        return str(index.config["mirror_url"]).rstrip("/") + f"/{project}/"
+        return index.mirror.mirror_url.rstrip("/") + f"/{project}/"
 
     async def fetch_page(
         self, index: IndexView, project: str, etag: str | None, last_modified: str | None
@@ -222,7 +210,7 @@ class UpstreamClient:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        seconds = mirror_timeout(index)
+        seconds = index.mirror.timeout
         async with self.get(index, url, headers=headers, total_timeout=seconds * 3) as response:
             if response.status == 304:
                 return PageFetch("not_modified", etag=etag, last_modified=last_modified)
@@ -230,7 +218,7 @@ class UpstreamClient:
                 return PageFetch("missing")
             if response.status != 200:
                 raise UpstreamBadData(f"upstream answered {response.status} for {project}")
-            body = await self._read_limited(response, MAX_PAGE_BYTES)
+            body = await self.read_limited(response, MAX_PAGE_BYTES)
             content_type = response.headers.get("Content-Type", "text/html").lower()
             final_url = strip_credentials(str(response.url))
             try:
@@ -251,23 +239,23 @@ class UpstreamClient:
 
     async def root_answers(self, index: IndexView) -> bool:
         """Whether the upstream's index root is there: a 404 for one project
-        only means "removed" when the index itself answers (RELIABILITY F-U8)."""
+        only means "removed" when the index itself answers (docs/reliability.md F-U8)."""
         try:
-            url = str(index.config["mirror_url"])
+            url = index.mirror.mirror_url
             async with self.get(index, url, method="HEAD") as response:
                 return response.status == 200
         except (UpstreamUnavailable, UpstreamBadData):
             return False
 
     async def fetch_project_list(self, index: IndexView) -> list[str]:
-        url = str(index.config["mirror_url"])
-        seconds = mirror_timeout(index)
+        url = index.mirror.mirror_url
+        seconds = index.mirror.timeout
         async with self.get(
             index, url, headers={"Accept": ACCEPT}, total_timeout=max(60.0, seconds * 30)
         ) as response:
             if response.status != 200:
                 raise UpstreamBadData(f"upstream answered {response.status} for its project list")
-            body = await self._read_limited(response, MAX_LIST_BYTES)
+            body = await self.read_limited(response, MAX_LIST_BYTES)
             content_type = response.headers.get("Content-Type", "text/html").lower()
             try:
                 return await asyncio.to_thread(parse_project_list, body, content_type)
@@ -275,7 +263,7 @@ class UpstreamClient:
                 raise UpstreamBadData(str(exc)) from None
 
     @staticmethod
-    async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(256 * 1024):

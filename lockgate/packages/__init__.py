@@ -1,1 +1,1 @@
-"""Projects, releases and files held by indexes, and the queries over them."""
+"""Projects, releases and files held by stage indexes: their tables, entry kinds and services."""

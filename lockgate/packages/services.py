@@ -1,308 +1,61 @@
-"""Reading what an index offers through its inheritance chain.
-
-The rules (ARCHITECTURE "Indexes and inheritance"):
-- the chain is the index, then its bases depth first; the nearest index wins
-  for the same file name, and versions are merged;
-- dependency-confusion guard: when any stage index in the chain holds a
-  project, files of that name from mirror indexes are hidden unless every
-  stage holding it lists the name (or '*') in its `mirror_whitelist`.
-"""
+"""Releases held by stage indexes: finding them, and yanking and deleting them
+through the changelog (uploads, which add files, live in `uploads/`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion
+from packaging.utils import canonicalize_name
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockgate.indexes.services import IndexView
-from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject
+from lockgate.accounts.services import require_self_or_root
+from lockgate.changelog.writer import record
+from lockgate.errors import Forbidden, NotFound
+from lockgate.indexes.services import IndexView, require_index, require_upload_permission
+from lockgate.packages.entries import (
+    FileDelete,
+    ProjectDelete,
+    ReleaseDelete,
+    ReleaseYank,
+)
 from lockgate.packages.models import Project, Release, ReleaseFile
 
 
 @dataclass(frozen=True)
-class VisibleFile:
-    index: IndexView  # the index that holds the file
-    project: str  # display name
-    version: str
+class OwnFile:
+    """A file held by one stage index."""
+
     filename: str
-    sha256: str | None
-    blake2_256: str | None
-    md5: str | None
-    size: int | None
-    packagetype: str
-    python_version: str
-    requires_python: str | None
+    sha256: str
     core_metadata_sha256: str | None
-    upload_time: str | None
-    yanked: bool
-    yanked_reason: str | None
-    metadata: dict[str, Any]
-    core_metadata: bool = False  # metadata available (with or without a known hash)
-    url_key: str | None = None  # the `+f/{key}/` segment when there is no sha256
-
-    @property
-    def url_path(self) -> str:
-        """Server-absolute path of the file (files are served by the index holding them)."""
-        key = self.sha256[:16] if self.sha256 else self.url_key
-        return f"/{self.index.path}/+f/{key}/{self.filename}"
+    project: str  # normalized
+    version: str
 
 
-@dataclass(frozen=True)
-class ProjectView:
-    name: str  # normalized
-    display_name: str
-    files: list[VisibleFile]
-    versions: list[str]  # every version with files, merged over the chain
-    status: str | None = None  # PEP 792 marker passed on from a mirror
-    status_reason: str | None = None
-
-
-def url_key(url: str) -> str:
-    """`+f` path key for a mirrored file the upstream gave no sha256 for."""
-    return "u" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:15]
-
-
-def version_from_filename(filename: str) -> str:
-    try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-        # Legacy names (eggs, odd sdists) stay listed; pip parses them itself.
-        stem = filename.rsplit("/", 1)[-1]
-        parts = stem.split("-")
-        return parts[1] if len(parts) > 1 else ""
-
-
-def _packagetype(filename: str) -> tuple[str, str]:
-    if filename.endswith(".whl"):
-        try:
-            tags = parse_wheel_filename(filename)[3]
-            return "bdist_wheel", ".".join(sorted({t.interpreter for t in tags}))
-        except (InvalidWheelFilename, InvalidVersion):
-            return "bdist_wheel", ""
-    return "sdist", "source"
-
-
-async def mirrors_to_consult(
-    session: AsyncSession, chain: list[IndexView], project: str
-) -> list[IndexView]:
-    """Mirror indexes whose upstream may be asked about `project`.
-
-    None when a stage index in the chain holds the project and has not
-    allowed the name from mirrors: a private name must not even be sent
-    to the upstream.
-    """
-    mirrors = [index for index in chain if index.is_mirror]
-    if not mirrors:
-        return []
-    stages = {index.id: index for index in chain if not index.is_mirror}
-    holders = (
-        await session.execute(
-            select(Project.index_id).where(
-                Project.index_id.in_(stages), Project.name == canonicalize_name(project)
-            )
-        )
-    ).scalars()
-    if all(stages[i].whitelists(project) for i in holders):
-        return mirrors
-    return []
-
-
-async def project_files(
-    session: AsyncSession, chain: list[IndexView], project: str
-) -> ProjectView | None:
-    """Files of `project` visible from chain[0], or None when no index has it."""
-    normalized = canonicalize_name(project)
-    order = {index.id: position for position, index in enumerate(chain)}
-    stages = {index.id: index for index in chain if not index.is_mirror}
-    rows = (
-        await session.execute(
-            select(Project, Release, ReleaseFile)
-            .join(Release, Release.project_id == Project.id)
-            .join(ReleaseFile, ReleaseFile.release_id == Release.id)
-            .where(Project.index_id.in_(stages), Project.name == normalized)
-        )
-    ).all()
-    candidates: list[tuple[int, VisibleFile]] = []
-    names: list[tuple[int, str]] = []
-    for proj, release, file in rows:
-        names.append((order[proj.index_id], proj.display_name))
-        candidates.append(
-            (
-                order[proj.index_id],
-                VisibleFile(
-                    index=stages[proj.index_id],
-                    project=proj.display_name,
-                    version=release.version,
-                    filename=file.filename,
-                    sha256=file.sha256,
-                    blake2_256=file.blake2_256,
-                    md5=file.md5,
-                    size=file.size,
-                    packagetype=file.packagetype,
-                    python_version=file.python_version,
-                    requires_python=file.requires_python,
-                    core_metadata_sha256=file.core_metadata_sha256,
-                    core_metadata=file.core_metadata_sha256 is not None,
-                    upload_time=file.upload_time,
-                    yanked=release.yanked,
-                    yanked_reason=release.yanked_reason,
-                    metadata=json.loads(release.metadata_json),
-                ),
-            )
-        )
-    status = status_reason = None
-    held = (
-        await session.execute(
-            select(Project.index_id, Project.display_name).where(
-                Project.index_id.in_(stages), Project.name == normalized
-            )
-        )
-    ).all()
-    names.extend((order[index_id], display) for index_id, display in held)
-    found = bool(held)
-    for mirror in await mirrors_to_consult(session, chain, normalized):
-        page = await _mirror_page(session, mirror, normalized)
-        if page is None:
-            continue
-        found = True
-        display, page_status, page_reason, files = page
-        names.append((order[mirror.id], display))
-        if status is None:
-            status, status_reason = page_status, page_reason
-        candidates.extend((order[mirror.id], f) for f in files)
-    if not found:
-        return None
-    chosen: dict[str, tuple[int, VisibleFile]] = {}
-    for rank, visible in candidates:
-        current = chosen.get(visible.filename)
-        if current is None or rank < current[0]:
-            chosen[visible.filename] = (rank, visible)
-    files = sorted((entry for _, entry in chosen.values()), key=lambda f: f.filename)
-    if status == "quarantined":
-        files = []
-    versions = sorted({f.version for f in files if f.version})
-    display_name = min(names)[1] if names else normalized
-    return ProjectView(normalized, display_name, files, versions, status, status_reason)
-
-
-async def _mirror_page(
-    session: AsyncSession, mirror: IndexView, project: str
-) -> tuple[str, str | None, str | None, list[VisibleFile]] | None:
-    page = (
-        await session.execute(
-            select(MirrorProject).where(
-                MirrorProject.index_id == mirror.id, MirrorProject.name == project
-            )
-        )
-    ).scalar_one_or_none()
-    if page is None:
-        return None
-    rows = (
-        await session.execute(
-            select(MirrorLink, MirrorCachedFile)
-            .outerjoin(
-                MirrorCachedFile,
-                (MirrorCachedFile.index_id == MirrorLink.index_id)
-                & (MirrorCachedFile.filename == MirrorLink.filename),
-            )
-            .where(MirrorLink.index_id == mirror.id, MirrorLink.project == project)
-        )
-    ).all()
-    files = []
-    for link, cached in rows:
-        metadata_sha256 = (cached.core_metadata_sha256 if cached else None) or (
-            link.core_metadata_sha256
-        )
-        packagetype, python_version = _packagetype(link.filename)
-        files.append(
-            VisibleFile(
-                index=mirror,
-                project=page.display_name,
-                version=version_from_filename(link.filename),
-                filename=link.filename,
-                sha256=link.sha256,
-                blake2_256=None,
-                md5=None,
-                size=link.size if link.size is not None else (cached.size if cached else None),
-                packagetype=packagetype,
-                python_version=python_version,
-                requires_python=link.requires_python,
-                core_metadata_sha256=metadata_sha256,
-                core_metadata=link.core_metadata or metadata_sha256 is not None,
-                upload_time=link.upload_time,
-                yanked=link.yanked,
-                yanked_reason=link.yanked_reason,
-                metadata={},
-                url_key=None if link.sha256 else url_key(link.url),
-            )
-        )
-    return page.display_name, page.status, page.status_reason, files
-
-
-async def project_names(session: AsyncSession, chain: list[IndexView]) -> list[tuple[str, str]]:
-    """(normalized, display) names of every project visible from the chain:
-    stage projects, and the pages its mirrors have cached."""
-    order = {index.id: position for position, index in enumerate(chain)}
-    rows = list(
-        (
-            await session.execute(
-                select(Project.name, Project.display_name, Project.index_id).where(
-                    Project.index_id.in_(order)
-                )
-            )
-        ).all()
-    )
-    rows += (
-        await session.execute(
-            select(MirrorProject.name, MirrorProject.display_name, MirrorProject.index_id).where(
-                MirrorProject.index_id.in_(order)
-            )
-        )
-    ).all()
-    names: dict[str, tuple[int, str]] = {}
-    for name, display, index_id in rows:
-        rank = order[index_id]
-        if name not in names or rank < names[name][0]:
-            names[name] = (rank, display)
-    return sorted((name, display) for name, (_, display) in names.items())
-
-
-async def find_own_file(
-    session: AsyncSession, index: IndexView, filename: str
-) -> tuple[ReleaseFile, Release, Project] | None:
+async def find_own_file(session: AsyncSession, index: IndexView, filename: str) -> OwnFile | None:
     """A file held by this very index (file URLs are served by their holder)."""
     row = (
         await session.execute(
-            select(ReleaseFile, Release, Project)
+            select(ReleaseFile, Release.version, Project.name)
             .join(Release, Release.id == ReleaseFile.release_id)
             .join(Project, Project.id == Release.project_id)
             .where(ReleaseFile.index_id == index.id, ReleaseFile.filename == filename)
         )
     ).first()
-    return (row[0], row[1], row[2]) if row else None
+    if row is None:
+        return None
+    file, version, project = row
+    return OwnFile(file.filename, file.sha256, file.core_metadata_sha256, project, version)
 
 
-async def find_release(
+async def release_exists(
     session: AsyncSession, index: IndexView, project: str, version: str
-) -> tuple[Project, Release] | None:
+) -> bool:
     row = (
         await session.execute(
-            select(Project, Release)
-            .join(Release, Release.project_id == Project.id)
+            select(Release.id)
+            .join(Project, Release.project_id == Project.id)
             .where(
                 Project.index_id == index.id,
                 Project.name == canonicalize_name(project),
@@ -310,7 +63,7 @@ async def find_release(
             )
         )
     ).first()
-    return (row[0], row[1]) if row else None
+    return row is not None
 
 
 async def project_releases(
@@ -332,3 +85,85 @@ async def project_releases(
         .scalars()
         .all()
     )
+
+
+async def _writable_release(
+    session: AsyncSession, actor: str, user: str, name: str, project: str, version: str
+) -> IndexView:
+    index = await require_index(session, user, name)
+    require_upload_permission(actor, index, project)
+    if not await release_exists(session, index, project, version):
+        raise NotFound(f"release {project} {version} not found on index {index.path}")
+    return index
+
+
+async def yank_release(
+    session: AsyncSession,
+    actor: str,
+    user: str,
+    name: str,
+    project: str,
+    version: str,
+    *,
+    yanked: bool,
+    reason: str | None,
+) -> None:
+    """Yank (PEP 592, with an optional reason) or unyank a release."""
+    index = await _writable_release(session, actor, user, name, project, version)
+    await record(
+        session,
+        ReleaseYank(
+            user=index.user,
+            index=index.name,
+            project=project,
+            version=version,
+            yanked=yanked,
+            reason=reason if yanked else None,
+        ),
+    )
+
+
+async def delete_release(
+    session: AsyncSession, actor: str, user: str, name: str, project: str, version: str
+) -> None:
+    index = await _writable_release(session, actor, user, name, project, version)
+    if not index.volatile:
+        raise Forbidden(f"index {index.path} is not volatile: releases cannot be deleted from it")
+    await record(
+        session, ReleaseDelete(user=index.user, index=index.name, project=project, version=version)
+    )
+
+
+async def delete_file(
+    session: AsyncSession, actor: str, user: str, name: str, key: str, filename: str
+) -> None:
+    index = await require_index(session, user, name)
+    found = await find_own_file(session, index, filename)
+    if found is None or not found.sha256.startswith(key.lower()):
+        raise NotFound(f"file {filename!r} not found on index {index.path}")
+    require_upload_permission(actor, index, found.project)
+    if not index.volatile:
+        raise Forbidden(f"index {index.path} is not volatile: files cannot be deleted from it")
+    await record(session, FileDelete(user=index.user, index=index.name, filename=filename))
+
+
+async def delete_project(
+    session: AsyncSession, actor: str, user: str, name: str, project: str
+) -> IndexView:
+    """Delete a project and release its name (its tombstone goes too).
+
+    Only the index owner or root: while the name is held, mirror releases of it
+    stay hidden from everything that inherits this index.
+    """
+    require_self_or_root(actor, user)
+    index = await require_index(session, user, name)
+    releases = await project_releases(session, index, project)
+    if releases is None:
+        raise NotFound(f"project {project} not found on index {index.path}")
+    if releases and not index.volatile:
+        raise Forbidden(
+            f"index {index.path} is not volatile: project {project} still has "
+            f"{len(releases)} release(s) and cannot be deleted"
+        )
+    await record(session, ProjectDelete(user=index.user, index=index.name, project=project))
+    return index

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
+from aiohttp import web
 
 from lockgate import __version__
 from lockgate.config import Settings
@@ -55,3 +56,6 @@ class PrimaryClient:
                 yield response
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PrimaryUnavailable(f"the primary {self.url} is unreachable ({exc})") from None
+
+
+PRIMARY = web.AppKey("primary", PrimaryClient)

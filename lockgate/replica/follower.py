@@ -7,17 +7,18 @@ follower instead of being mixed in."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 
 import structlog
+from aiohttp import web
 
-from lockgate.changelog.replay import ChainMismatch, Entry, apply_foreign_entry
+from lockgate.changelog.codec import ChainMismatch, decode_lines
+from lockgate.changelog.registry import EntryRegistry
+from lockgate.changelog.replay import apply_foreign_entry
 from lockgate.db.session import Database
 from lockgate.replica.client import PrimaryClient, PrimaryUnavailable
 from lockgate.storage.blobs import BlobStore, HashingWriter
-from lockgate.transfer.bundle import referenced_blobs
 
 log = structlog.get_logger("lockgate.replica")
 
@@ -34,8 +35,11 @@ class FollowerState:
 
 
 class Follower:
-    def __init__(self, db: Database, blobs: BlobStore, primary: PrimaryClient) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, primary: PrimaryClient, registry: EntryRegistry
+    ) -> None:
         self.db = db
+        self.registry = registry
         self.blobs = blobs
         self.primary = primary
         self.state = FollowerState()
@@ -81,23 +85,12 @@ class Follower:
                     "from an older backup or is another server"
                 )
         applied = 0
-        for line in body.splitlines():
-            if not line.strip():
-                continue
-            data = json.loads(line)
-            entry = Entry(
-                data["serial"],
-                data["created_at"],
-                data["kind"],
-                data["payload"],
-                data["prev_hash"],
-                data["hash"],
-            )
-            for sha256 in referenced_blobs(entry.kind, entry.payload):
+        for entry in decode_lines(body):
+            for sha256 in self.registry.blobs(entry.kind, entry.payload):
                 if not self.blobs.exists(sha256):
                     await self.fetch_blob(sha256)
             async with self.db.write() as session:
-                await apply_foreign_entry(session, entry)
+                await apply_foreign_entry(session, self.registry, entry)
             applied += 1
         return applied
 
@@ -135,3 +128,6 @@ class Follower:
             "last_error": self.state.last_error,
             "diverged": self.state.diverged,
         }
+
+
+FOLLOWER = web.AppKey("follower", Follower)

@@ -1,1 +1,1 @@
-"""The aiohttp application: factory, routes, middleware and shared keys."""
+"""The top of the application: the app factory, the one route table and `/+status`."""

@@ -10,35 +10,25 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from lockgate.accounts.services import CredentialCache
-from lockgate.config import Settings
-from lockgate.db.session import Database
-from lockgate.errors import Forbidden
-from lockgate.mirror.egress import EgressPolicy
-from lockgate.mirror.services import MirrorService
-from lockgate.mirror.upstream import UpstreamClient
-from lockgate.replica.client import PrimaryClient
-from lockgate.replica.follower import Follower
-from lockgate.server.keys import (
-    BLOBS,
-    CREDENTIALS,
-    DATABASE,
-    FILES,
-    FOLLOWER,
-    MIRROR,
-    PAGES,
-    PRIMARY,
-    SETTINGS,
-)
-from lockgate.server.middleware import (
-    Handler,
+from lockgate.accounts.credentials import CREDENTIALS, CredentialCache
+from lockgate.changelog.registry import REGISTRY
+from lockgate.config import SETTINGS, Settings
+from lockgate.db.session import DATABASE, Database
+from lockgate.domains import build_registry
+from lockgate.http.middleware import (
     error_middleware,
     logging_middleware,
     min_serial_middleware,
+    read_only_middleware,
 )
-from lockgate.server.pagecache import PageCache, SerialMemo
+from lockgate.http.pagecache import FILES, PAGES, PageCache, SerialMemo
+from lockgate.mirror.egress import EGRESS, EgressPolicy
+from lockgate.mirror.services import MIRROR, MirrorService
+from lockgate.mirror.upstream import UpstreamClient
+from lockgate.replica.client import PRIMARY, PrimaryClient
+from lockgate.replica.follower import FOLLOWER, Follower
 from lockgate.server.routes import setup_routes
-from lockgate.storage.blobs import BlobStore
+from lockgate.storage.blobs import BLOBS, BlobStore
 
 log = structlog.get_logger("lockgate.server")
 
@@ -87,7 +77,7 @@ async def _replica_ctx(app: web.Application) -> AsyncIterator[None]:
     primary = PrimaryClient(app[SETTINGS])
     await primary.start()
     app[PRIMARY] = primary
-    follower = Follower(app[DATABASE], app[BLOBS], primary)
+    follower = Follower(app[DATABASE], app[BLOBS], primary, app[REGISTRY])
     app[FOLLOWER] = follower
     task = asyncio.create_task(follower.run())
     yield
@@ -97,18 +87,8 @@ async def _replica_ctx(app: web.Application) -> AsyncIterator[None]:
     await primary.close()
 
 
-@web.middleware
-async def read_only_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        raise Forbidden(
-            f"this server is a read-only replica of {request.app[SETTINGS].primary_url}; "
-            "send writes (uploads, users, indexes) to the primary"
-        )
-    return await handler(request)
-
-
 async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
-    upstream = UpstreamClient(EgressPolicy.with_proxies(app[SETTINGS].upstream_allow))
+    upstream = UpstreamClient(app[EGRESS])
     await upstream.start()
     primary = app.get(PRIMARY, None)
     app[MIRROR] = MirrorService(app[DATABASE], upstream, app[BLOBS], primary)
@@ -126,6 +106,8 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES,
     )
     app[SETTINGS] = settings
+    app[REGISTRY] = build_registry()
+    app[EGRESS] = EgressPolicy.with_proxies(settings.upstream_allow)
     blobs = BlobStore(settings.blob_dir, settings.tmp_dir)
     blobs.ensure_dirs()
     app[BLOBS] = blobs

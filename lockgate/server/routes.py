@@ -9,13 +9,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from lockgate.accounts import views as accounts
-from lockgate.changelog import views as changelog
 from lockgate.errors import NotFound
 from lockgate.indexes import views as indexes
 from lockgate.jsonapi import views as jsonapi
 from lockgate.mirror import admin as mirror_admin
 from lockgate.names import check_name
 from lockgate.packages import views as packages
+from lockgate.replica import views as replication
+from lockgate.server import status
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
 
@@ -39,9 +40,9 @@ I = f"{{index:{NAME}}}"  # noqa: E741 - reads as a path segment name
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/", accounts.root_listing, name="root")
-    r.add_get("/+status", changelog.status, name="status")
-    r.add_get("/+changelog", changelog.changelog, name="changelog")
-    r.add_get("/+blobs/{sha256}", changelog.blob, name="blob")
+    r.add_get("/+status", status.status, name="status")
+    r.add_get("/+changelog", replication.changelog, name="changelog")
+    r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
 
     r.add_get(f"/{U}/{I}/+simple/", simple.simple_list, name="simple_list")
     r.add_get(f"/{U}/{I}/+simple", simple.simple_list_redirect)
@@ -52,7 +53,7 @@ def setup_routes(app: web.Application) -> None:
 
     file_path = f"/{U}/{I}/+f/{{hash:{HASH}}}/{{filename:{FILENAME}}}"
     r.add_get(file_path, packages.serve_file, name="file")
-    r.add_delete(file_path, packages.delete_file)
+    r.add_delete(file_path, packages.delete_file_view)
 
     json_path = f"/{U}/{I}/pypi/{{project:{PROJECT}}}"
     r.add_get(f"{json_path}/json", jsonapi.project_json)
@@ -60,9 +61,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{json_path}/{{version:{VERSION}}}/json", jsonapi.project_json)
     r.add_get(f"{json_path}/{{version:{VERSION}}}/json/", jsonapi.project_json)
 
-    r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}", packages.delete_project)
+    r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}", packages.delete_project_view)
     release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}"
-    r.add_delete(release, packages.delete_release)
+    r.add_delete(release, packages.delete_release_view)
     r.add_patch(release, packages.patch_release)
 
     # Twine posts to the index URL with or without the trailing slash; never redirect.
@@ -85,7 +86,7 @@ def setup_routes(app: web.Application) -> None:
     # refuse_invalid_names below answers that 400 without a database query.
     r.add_put(f"/{{user:{SEGMENT}}}/{{index:{SEGMENT}}}", indexes.put_index)
     r.add_put(f"/{{user:{SEGMENT}}}", accounts.put_user)
-    # Any other method on such a path gets the same 400 (RELIABILITY PT-4), not a
+    # Any other method on such a path gets the same 400 (docs/reliability.md PT-4), not a
     # 405 from the PUT-only routes above. Valid names never get this far.
     for path in (
         f"/{{user:{BAD_NAME}}}",

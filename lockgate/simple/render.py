@@ -6,10 +6,10 @@ import json
 from html import escape
 from typing import Any
 
-from lockgate.packages.services import ProjectView
+from lockgate.catalog.services import ProjectView
 
 API_VERSION = "1.1"
-# PEP 792 markers need 1.4; pages carrying them declare it (R1.23).
+# PEP 792 markers need 1.4; pages carrying them declare it (docs/standards.md R1.23).
 STATUS_API_VERSION = "1.4"
 
 

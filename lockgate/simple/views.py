@@ -7,14 +7,15 @@ import asyncio
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
-from lockgate.errors import LockgateError, NotFound
+from lockgate.catalog.lookup import confirm_mirrors, lookup_project
+from lockgate.catalog.services import project_names
+from lockgate.db.session import DATABASE
+from lockgate.errors import NotAcceptable, NotFound
+from lockgate.http.files import if_none_match
+from lockgate.http.pagecache import PAGES, CachedPage
 from lockgate.indexes.services import require_index, resolve_chain
+from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
-from lockgate.packages.lookup import confirm_mirrors, lookup_project
-from lockgate.packages.services import project_names
-from lockgate.server.files import if_none_match
-from lockgate.server.keys import BLOBS, DATABASE, MIRROR, PAGES
-from lockgate.server.pagecache import CachedPage
 from lockgate.simple.negotiation import JSON_V1, SERVED, TEXT_HTML, negotiate
 from lockgate.simple.render import (
     project_list,
@@ -23,14 +24,11 @@ from lockgate.simple.render import (
     render_list_html,
     render_project_html,
 )
+from lockgate.storage.blobs import BLOBS
 
 # Pages revalidate on every use (cheap: strong ETag, 304) so uploads show at once.
 SIMPLE_CACHE_CONTROL = "max-age=0, must-revalidate, public"
 STALE_HEADER = "X-Lockgate-Stale"
-
-
-class NotAcceptable(LockgateError):
-    status = 406
 
 
 def _content_type(request: web.Request) -> str:
@@ -73,7 +71,7 @@ async def simple_list(request: web.Request) -> web.Response:
         index = await require_index(session, user, name)
         chain = await resolve_chain(session, index)
     stale = []
-    if index.is_mirror and not index.config.get("mirror_no_project_list"):
+    if index.is_mirror and not index.mirror.mirror_no_project_list:
         sha256, unavailable = await request.app[MIRROR].project_lists.current(index)
         if sha256 is not None:
             return await _upstream_list(request, index.path, sha256, content_type)
@@ -131,12 +129,12 @@ async def simple_project(request: web.Request) -> web.Response:
     stale: list[str] = []
     if cached is not None:
         # The fast path: no database work unless a mirror page needs confirming.
-        stale = await confirm_mirrors(request.app, list(cached.depends_on), normalized)
+        stale = await confirm_mirrors(request.app[MIRROR], list(cached.depends_on), normalized)
         if db.serial != serial:
             cached = None  # the confirmation changed something: build afresh
     if cached is None:
         serial = db.serial
-        found = await lookup_project(request.app, user, name, normalized)
+        found = await lookup_project(db, request.app[MIRROR], user, name, normalized)
         page = project_page(found.require(normalized), "../../../../")
         body = render_json(page) if content_type == JSON_V1 else render_project_html(page)
         cached = pages.put(key, serial, body, content_type, tuple(found.mirrors))

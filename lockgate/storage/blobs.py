@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from aiohttp import web
+
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 TEMP_PREFIX = "incoming-"
 
@@ -144,3 +146,6 @@ class BlobStore:
     def discard(temp: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+BLOBS = web.AppKey("blobs", BlobStore)

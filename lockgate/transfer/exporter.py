@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
-from lockgate.changelog.models import ChangelogEntry, ServerState
-from lockgate.changelog.replay import read_entries
-from lockgate.changelog.writer import GENESIS_HASH, utcnow_iso
+from lockgate.changelog.codec import GENESIS_HASH, encode_line
+from lockgate.changelog.registry import EntryRegistry
+from lockgate.changelog.replay import entry_at, read_entries
+from lockgate.changelog.writer import utcnow_iso
 from lockgate.db.session import Database
+from lockgate.db.state import require_state
 from lockgate.storage.blobs import BlobStore
-from lockgate.transfer.bundle import CHANGELOG, FORMAT, MANIFEST, referenced_blobs
+from lockgate.transfer.bundle import CHANGELOG, FORMAT, MANIFEST
 
 
 class ExportError(Exception):
@@ -45,40 +45,27 @@ def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
 async def export_bundle(
     db: Database,
     blobs: BlobStore,
+    registry: EntryRegistry,
     out: Path,
     since: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     async with db.read() as session:
-        state = (await session.execute(select(ServerState))).scalar_one()
+        state = await require_state(session)
         if since < 0 or since > state.serial:
             raise ExportError(f"--since must be between 0 and {state.serial}, not {since}")
         from_hash = GENESIS_HASH
         if since:
-            entry = await session.get(ChangelogEntry, since)
+            entry = await entry_at(session, since)
             if entry is None:
                 raise ExportError(f"serial {since} is not in this server's changelog")
             from_hash = entry.hash
         entries = await read_entries(session, since)
     if not entries:
         raise ExportError(f"nothing to export: the changelog ends at serial {since}")
-    lines = [
-        json.dumps(
-            {
-                "serial": e.serial,
-                "created_at": e.created_at,
-                "kind": e.kind,
-                "payload": e.payload,
-                "prev_hash": e.prev_hash,
-                "hash": e.hash,
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
-        for e in entries
-    ]
+    lines = [encode_line(e) for e in entries]
     changelog = ("\n".join(lines) + "\n").encode("utf-8")
-    needed = sorted({sha for e in entries for sha in referenced_blobs(e.kind, e.payload)})
+    needed = sorted({sha for e in entries for sha in registry.blobs(e.kind, e.payload)})
     sizes: dict[str, int] = {}
     for sha256 in needed:
         path = blobs.path(sha256)

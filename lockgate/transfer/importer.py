@@ -18,19 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select
-
-from lockgate.changelog.models import ServerState
-from lockgate.changelog.writer import GENESIS_HASH, canonical_json, entry_hash, record, utcnow_iso
-from lockgate.db.session import Database
-from lockgate.storage.blobs import BlobStore, HashingWriter
-from lockgate.transfer.bundle import (
-    BLOB_MEMBER_RE,
-    CHANGELOG,
-    FORMAT,
-    MANIFEST,
-    referenced_blobs,
+from lockgate.changelog.codec import (
+    GENESIS_HASH,
+    ChainMismatch,
+    Entry,
+    MalformedEntry,
+    decode_lines,
+    verify_chain,
 )
+from lockgate.changelog.payloads import EntryFormatError, Payload
+from lockgate.changelog.registry import EntryRegistry
+from lockgate.changelog.writer import record, utcnow_iso
+from lockgate.db.session import Database
+from lockgate.db.state import require_state
+from lockgate.storage.blobs import BlobStore, HashingWriter
+from lockgate.transfer.bundle import BLOB_MEMBER_RE, CHANGELOG, FORMAT, MANIFEST
+from lockgate.transfer.entries import ImportMarkSet
 from lockgate.transfer.models import ImportMark
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -63,20 +66,22 @@ def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, limit: int) 
     return data
 
 
-def _verify_chain(manifest: dict[str, Any], entries: list[dict[str, Any]]) -> None:
-    previous, serial = manifest["from_hash"], manifest["from_serial"]
-    for entry in entries:
-        serial += 1
-        if entry.get("serial") != serial:
-            raise ImportRefused(f"changelog entry {serial} is missing or out of order")
-        if entry.get("prev_hash") != previous:
-            raise ImportRefused(f"changelog entry {serial} does not follow the one before it")
-        payload_json = canonical_json(entry["payload"])
-        if entry_hash(entry["prev_hash"], serial, entry["kind"], payload_json) != entry["hash"]:
-            raise ImportRefused(f"changelog entry {serial} does not match its hash (tampered?)")
-        previous = entry["hash"]
-    if serial != manifest["to_serial"] or previous != manifest["to_hash"]:
+def _verify_chain(manifest: dict[str, Any], entries: list[Entry]) -> None:
+    try:
+        end = verify_chain(entries, manifest["from_serial"], manifest["from_hash"])
+    except ChainMismatch as exc:
+        raise ImportRefused(f"the bundle's changelog is broken or tampered with: {exc}") from None
+    if end.serial != manifest["to_serial"] or end.last_hash != manifest["to_hash"]:
         raise ImportRefused("the changelog does not end where the manifest says")
+
+
+def _decode_payloads(registry: EntryRegistry, entries: list[Entry]) -> list[Payload]:
+    try:
+        return [registry.decode(entry.kind, entry.payload) for entry in entries]
+    except EntryFormatError as exc:
+        raise ImportRefused(
+            f"the bundle holds an entry this lockgate cannot apply: {exc}"
+        ) from None
 
 
 def _copy_blob(handle: IO[bytes], blobs: BlobStore) -> tuple[Path, str, int]:
@@ -94,8 +99,11 @@ def _copy_blob(handle: IO[bytes], blobs: BlobStore) -> tuple[Path, str, int]:
 
 
 def verify_bundle(
-    path: Path, blobs: BlobStore, progress: Callable[[int, int], None] | None = None
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Path]]:
+    path: Path,
+    blobs: BlobStore,
+    registry: EntryRegistry,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, Any], list[Payload], dict[str, Path]]:
     """Everything checked, blobs copied to verified temp files; nothing committed."""
     temps: dict[str, Path] = {}
     try:
@@ -119,13 +127,17 @@ def verify_bundle(
             changelog = _read_member(archive, by_name[CHANGELOG], MAX_CHANGELOG_BYTES)
             if hashlib.sha256(changelog).hexdigest() != manifest["changelog_sha256"]:
                 raise ImportRefused("the changelog does not match the manifest's checksum")
-            entries = [json.loads(line) for line in changelog.decode("utf-8").splitlines() if line]
+            try:
+                entries = decode_lines(changelog.decode("utf-8"))
+            except MalformedEntry as exc:
+                raise ImportRefused(f"the bundle's changelog is malformed: {exc}") from None
             _verify_chain(manifest, entries)
+            payloads = _decode_payloads(registry, entries)
             expected = dict(manifest["blobs"])
             present = {BLOB_MEMBER_RE.match(n).group(1) for n in names if BLOB_MEMBER_RE.match(n)}  # type: ignore[union-attr]
             if present != set(expected):
                 raise ImportRefused("the bundle's blobs differ from its manifest")
-            needed = {sha for e in entries for sha in referenced_blobs(e["kind"], e["payload"])}
+            needed = {sha for payload in payloads for sha in payload.blobs()}
             if not needed <= present:
                 raise ImportRefused("the changelog references blobs the bundle lacks")
             for position, sha256 in enumerate(sorted(present), 1):
@@ -145,20 +157,21 @@ def verify_bundle(
         for temp in temps.values():
             blobs.discard(temp)
         raise ImportRefused(f"the bundle is damaged or truncated ({exc})") from None
-    return manifest, entries, temps
+    return manifest, payloads, temps
 
 
 async def import_bundle(
     db: Database,
     blobs: BlobStore,
+    registry: EntryRegistry,
     path: Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
-    manifest, entries, temps = verify_bundle(path, blobs, progress)
+    manifest, payloads, temps = verify_bundle(path, blobs, registry, progress)
     try:
         source = str(manifest["source_server_id"])
         async with db.read() as session:
-            state = (await session.execute(select(ServerState))).scalar_one()
+            state = await require_state(session)
             mark = await session.get(ImportMark, source)
         if source == state.server_id:
             raise ImportRefused("this bundle was exported from this very server")
@@ -180,20 +193,19 @@ async def import_bundle(
         blobs.commit_temp(temp, sha256)
     try:
         async with db.write() as session:
-            for entry in entries:
-                await record(session, entry["kind"], entry["payload"])
+            for payload in payloads:
+                await record(session, payload)
             await record(
                 session,
-                "import.mark",
-                {
-                    "source_server_id": source,
-                    "serial": manifest["to_serial"],
-                    "hash": manifest["to_hash"],
-                    "imported_at": utcnow_iso(),
-                },
+                ImportMarkSet(
+                    source_server_id=source,
+                    serial=manifest["to_serial"],
+                    hash=manifest["to_hash"],
+                    imported_at=utcnow_iso(),
+                ),
             )
     except Exception as exc:  # noqa: BLE001 - any failure rolls the whole import back
         raise ImportRefused(f"the bundle could not be applied, nothing was changed: {exc}") from exc
     return ImportResult(
-        source, manifest["from_serial"], manifest["to_serial"], len(entries), len(temps)
+        source, manifest["from_serial"], manifest["to_serial"], len(payloads), len(temps)
     )

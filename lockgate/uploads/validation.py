@@ -1,6 +1,6 @@
 """Validation of legacy upload forms and uploaded distribution files.
 
-This module implements the checks of the legacy upload API (STANDARDS section 4, "R4.x"):
+This module implements the checks of the legacy upload API (docs/standards.md section 4, "R4.x"):
 the multipart form twine, uv and poetry send, the uploaded file's name, and the archive
 itself. Error messages follow Warehouse (PyPI's "forklift") word for word wherever PyPI has a
 message, because clients and users match on that wording (twine's ``--skip-existing`` for one).
@@ -10,7 +10,7 @@ the server gives it, and nothing is ever extracted to disk. The server runs it i
 
 Three entry points, called in this order by the upload view:
 
-* :func:`parse_upload_form` -- the non-file form fields (STANDARDS 4.4 steps 2-4);
+* :func:`parse_upload_form` -- the non-file form fields (docs/standards.md 4.4 steps 2-4);
 * :func:`check_filename` -- the file part's name, before the body is stored (step 8);
 * :func:`check_distribution` -- digests, archive validity and the name/version rules,
   after the body is stored in a temporary file (steps 11, 16, 17).
@@ -38,6 +38,8 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
+
+from lockgate.errors import LockgateError
 
 __all__ = [
     "COMPRESSION_RATIO_MIN_SIZE",
@@ -170,19 +172,13 @@ _PEP527_URL = "https://www.python.org/dev/peps/pep-0527"
 _PEP715_URL = "https://peps.python.org/pep-0715/"
 
 
-class UploadRejected(Exception):
+class UploadRejected(LockgateError):
     """A refused upload: `status` (400 or 403, ...) and a `message` worded as Warehouse words it.
 
     The server puts `message` both in the HTTP reason phrase and in the body (R4.4).
     """
 
-    status: int
-    message: str
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+    status = 400
 
     def __str__(self) -> str:
         return self.message
@@ -323,7 +319,7 @@ def parse_upload_form(fields: Mapping[str, list[str]]) -> UploadForm:
 
     `fields` maps each non-file multipart field (and, if the server merges them, query
     parameters) to its values in the order sent. Raises :class:`UploadRejected` on the first
-    problem, in the order of STANDARDS 4.4: action, protocol version, repeated fields,
+    problem, in the order of docs/standards.md 4.4: action, protocol version, repeated fields,
     metadata-version, name, version, filetype, pyversion, digests, other metadata,
     attestations.
     """
@@ -340,7 +336,7 @@ def parse_upload_form(fields: Mapping[str, list[str]]) -> UploadForm:
         values = cleaned.get(key)
         return values[0] if values else None
 
-    # metadata-version, name and version are reported before the other fields (STANDARDS 4.4
+    # metadata-version, name and version are reported before the other fields (docs/standards.md 4.4
     # step 3, Warehouse's `_error_message_order`): a wrong one usually explains the rest.
     metadata_version = first("metadata_version")
     if metadata_version is None:
@@ -803,7 +799,7 @@ def _file_digests(path: pathlib.Path) -> dict[str, str]:
 def check_distribution(
     form: UploadForm, filename: str, path: pathlib.Path, digests: dict[str, str]
 ) -> CheckedDistribution:
-    """Validate a stored upload against its form, in Warehouse's order (STANDARDS 4.4).
+    """Validate a stored upload against its form, in Warehouse's order (docs/standards.md 4.4).
 
     `digests` are the server-computed {"sha256", "blake2_256", "md5"} hex digests of the file
     at `path`. Checks: the filename again (so this function is safe on its own), every digest

@@ -1,8 +1,8 @@
 """The legacy upload API (`POST /{user}/{index}/`), as twine, uv and poetry speak it.
 
-The body streams to a temp file while it is hashed; nothing is stored under
-`blobs/` or in the database until every check has passed, and the temp file is
-removed on any refusal or broken connection.
+The body streams to a temp file while it is hashed (here); checking and storing
+it is `uploads.services`. The temp file is removed on any refusal or broken
+connection.
 """
 
 from __future__ import annotations
@@ -12,30 +12,19 @@ import os
 from pathlib import Path
 from typing import IO
 
-import structlog
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.client_exceptions import ClientPayloadError
 from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader
-from packaging.utils import canonicalize_name
 
-from lockgate.accounts.services import get_user
-from lockgate.changelog.writer import lock_serial, record, utcnow_iso
-from lockgate.errors import BadRequest, Conflict, Forbidden, LockgateError, Unauthorized
+from lockgate.accounts.auth import credentials_valid
+from lockgate.config import SETTINGS
+from lockgate.db.session import DATABASE
+from lockgate.errors import BadRequest, Forbidden, Unauthorized
+from lockgate.http.basic_auth import basic_credentials
 from lockgate.indexes.services import require_index
-from lockgate.packages.services import find_own_file
-from lockgate.server.auth import basic_credentials, require_upload_permission
-from lockgate.server.keys import BLOBS, CREDENTIALS, DATABASE, SETTINGS
-from lockgate.storage.blobs import BlobStore, Digests, HashingWriter
-from lockgate.uploads.validation import (
-    CheckedDistribution,
-    UploadForm,
-    UploadRejected,
-    check_distribution,
-    check_filename,
-    parse_upload_form,
-)
-
-log = structlog.get_logger("lockgate.upload")
+from lockgate.storage.blobs import BLOBS, BlobStore, Digests, HashingWriter
+from lockgate.uploads.services import check_upload, require_stage, store_upload
+from lockgate.uploads.validation import UploadRejected
 
 CHUNK = 256 * 1024
 MIB = 1024 * 1024
@@ -50,27 +39,6 @@ NON_PRINTABLE_FILENAME = (
     "or the DEL character (ordinal 127) in the name."
 )
 SLASH_IN_FILENAME = "Cannot upload a file with '/' or '\\' in the name."
-
-
-class UploadError(LockgateError):
-    """An upload refusal, worded as Warehouse words it."""
-
-
-async def _authenticate(request: web.Request) -> str:
-    credentials = basic_credentials(request)
-    if credentials is None:
-        raise Unauthorized(
-            "Invalid or non-existent authentication information: "
-            "upload with your lockgate user name and password."
-        )
-    name, password = credentials
-    async with request.app[DATABASE].read() as session:
-        user = await get_user(session, name)
-    if not await request.app[CREDENTIALS].check(name, password, user, request.remote):
-        raise Forbidden(
-            "Invalid or non-existent authentication information: wrong user or password."
-        )
-    return name
 
 
 async def _read_body(
@@ -173,111 +141,41 @@ async def _stream_to_file(
     return writer.digests()
 
 
+async def _authenticate(request: web.Request) -> str:
+    credentials = basic_credentials(request)
+    if credentials is None:
+        raise Unauthorized(
+            "Invalid or non-existent authentication information: "
+            "upload with your lockgate user name and password."
+        )
+    name, password = credentials
+    if not await credentials_valid(request, name, password):
+        raise Forbidden(
+            "Invalid or non-existent authentication information: wrong user or password."
+        )
+    return name
+
+
 async def upload(request: web.Request) -> web.Response:
     settings, blobs, db = request.app[SETTINGS], request.app[BLOBS], request.app[DATABASE]
     user, index_name = request.match_info["user"], request.match_info["index"]
     actor = await _authenticate(request)
     async with db.read() as session:
         index = await require_index(session, user, index_name)
-    if index.is_mirror:
-        raise Forbidden(f"index {index.path} is a mirror: upload to a stage index instead")
+    require_stage(index)
     limit = settings.max_upload_bytes
     if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
         # Refuse before reading a byte of a body that cannot fit (clients sending
         # `Expect: 100-continue` never send it at all).
-        raise UploadError(
+        raise UploadRejected(
             f"File too large. Limit for uploads to {index.path} is {_format_limit(limit)}.", 413
         )
     fields, filename, temp, digests = await _read_body(request, blobs, settings.max_upload_bytes)
     try:
-        try:
-            form: UploadForm = parse_upload_form(fields)
-            if temp is None or filename is None or digests is None:
-                raise UploadRejected("Upload payload does not have a file.")
-            require_upload_permission(actor, index, form.name)
-            check_filename(form, filename)
-            checked: CheckedDistribution = await asyncio.to_thread(
-                check_distribution,
-                form,
-                filename,
-                temp,
-                {"sha256": digests.sha256, "blake2_256": digests.blake2_256, "md5": digests.md5},
-            )
-        except UploadRejected as exc:
-            raise UploadError(exc.message, exc.status) from None
-        return await _store(
-            request, index.user, index.name, actor, form, filename, temp, digests, checked
-        )
+        _, checked = await check_upload(actor, index, fields, filename, temp, digests)
+        assert filename is not None and temp is not None and digests is not None
+        stored = await store_upload(db, blobs, index, actor, filename, temp, digests, checked)
     finally:
         if temp is not None:
             blobs.discard(temp)
-
-
-async def _store(
-    request: web.Request,
-    user: str,
-    index_name: str,
-    actor: str,
-    form: UploadForm,
-    filename: str,
-    temp: Path,
-    digests: Digests,
-    checked: CheckedDistribution,
-) -> web.Response:
-    blobs, db = request.app[BLOBS], request.app[DATABASE]
-    async with db.write() as session:
-        # Serialize with other writers before looking for the file: otherwise two
-        # uploads of one filename both find nothing and both record a `file.add`
-        # (duplicate entries; on a non-volatile index the later one silently replaced
-        # the earlier one's bytes). The lock is held only for the blob rename and the
-        # few statements below, as SQLite's write lock already is.
-        await lock_serial(session)
-        index = await require_index(session, user, index_name)
-        existing = await find_own_file(session, index, filename)
-        if existing is not None:
-            if existing[0].sha256 == digests.sha256:
-                log.info("upload identical to stored file", filename=filename)
-                return web.Response(text="", headers={"X-Lockgate-Serial": str(db.serial)})
-            if not index.volatile:
-                raise Conflict(
-                    f"File already exists ('{filename}', with sha256 hash "
-                    f"'{existing[0].sha256}'). Index {index.path} is not volatile, so files "
-                    "cannot be overwritten: upload a new version."
-                )
-        # Blobs first (fsynced and renamed), the row second, and only once the upload is
-        # known to be stored: a refused duplicate leaves no blob behind, and a crash or
-        # rollback from here on leaves only an unreferenced blob, which gc removes.
-        await asyncio.to_thread(blobs.commit_temp, temp, digests.sha256)
-        metadata_sha256 = None
-        if checked.core_metadata is not None:
-            metadata_sha256 = await asyncio.to_thread(blobs.put_bytes, checked.core_metadata)
-        serial = await record(
-            session,
-            "file.add",
-            {
-                "user": index.user,
-                "index": index.name,
-                "project": checked.project,
-                "version": checked.version,
-                "filename": filename,
-                "sha256": digests.sha256,
-                "blake2_256": digests.blake2_256,
-                "md5": digests.md5,
-                "size": digests.size,
-                "packagetype": checked.packagetype,
-                "python_version": checked.python_version,
-                "requires_python": checked.requires_python,
-                "core_metadata_sha256": metadata_sha256,
-                "upload_time": utcnow_iso(),
-                "uploader": actor,
-                "metadata": checked.metadata,
-            },
-        )
-    log.info(
-        "uploaded",
-        index=f"{user}/{index_name}",
-        project=canonicalize_name(checked.project),
-        filename=filename,
-        serial=serial,
-    )
-    return web.Response(text="", headers={"X-Lockgate-Serial": str(serial)})
+    return web.Response(text="", headers={"X-Lockgate-Serial": str(stored.serial)})

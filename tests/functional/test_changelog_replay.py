@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from lockgate import migrations
-from lockgate.changelog.models import ServerState
+from lockgate.changelog.codec import GENESIS_HASH
 from lockgate.changelog.replay import apply_foreign_entry, read_entries, state_digest
-from lockgate.changelog.writer import GENESIS_HASH
 from lockgate.db.session import Database
+from lockgate.db.state import new_state
+from lockgate.domains import build_registry
 from tests.support.dists import make_sdist, make_wheel
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import Clients, LockgateServer
@@ -28,7 +29,7 @@ async def _digest(url: str) -> dict[str, Any]:
     db = Database(url)
     try:
         async with db.read() as session:
-            return await state_digest(session)
+            return await state_digest(session, build_registry())
     finally:
         await db.dispose()
 
@@ -43,12 +44,11 @@ async def _replay(source_url: str, target_url: str) -> list[int]:
     target = Database(target_url)
     try:
         async with target.write() as session:
-            session.add(
-                ServerState(id=1, server_id=uuid.uuid4().hex, serial=0, last_hash=GENESIS_HASH)
-            )
+            session.add(new_state(uuid.uuid4().hex, GENESIS_HASH))
+        registry = build_registry()
         for entry in entries:
             async with target.write() as session:
-                await apply_foreign_entry(session, entry)
+                await apply_foreign_entry(session, registry, entry)
     finally:
         await target.dispose()
     return [entry.serial for entry in entries]

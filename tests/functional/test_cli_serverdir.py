@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 
 from lockgate import migrations
-from lockgate.indexes.services import PYPI_SIMPLE_URL
+from lockgate.indexes.config import PYPI_SIMPLE_URL
 from tests.support.dists import make_wheel, sha256_file
 from tests.support.server import LOCKGATE, Clients, LockgateServer, free_port
 

@@ -1,4 +1,4 @@
-"""Concurrent writers (RELIABILITY §3.5 F-K1..F-K4), on SQLite and PostgreSQL.
+"""Concurrent writers (docs/reliability.md §3.5 F-K1..F-K4), on SQLite and PostgreSQL.
 
 Real `lockgate serve` processes, real HTTP, threads released together by a barrier:
 
@@ -18,7 +18,6 @@ test the server log holds no error, no 5xx and no traceback.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import threading
@@ -33,7 +32,7 @@ import pytest
 import requests
 
 from tests.support.dists import make_sdist, make_wheel
-from tests.support.server import LockgateServer
+from tests.support.server import LockgateServer, server_events, tmp_entries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -46,15 +45,6 @@ HTTP_TIMEOUT = 60
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
-
-
-def server_events(server: LockgateServer) -> list[dict[str, Any]]:
-    events = []
-    for line in server.log().splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(json.JSONDecodeError):
-                events.append(json.loads(line))
-    return events
 
 
 def assert_no_server_errors(server: LockgateServer, counted_503: int = 0) -> None:
@@ -173,10 +163,6 @@ def project_page(server: LockgateServer, project: str) -> tuple[str, dict[str, A
     response = server.get(f"/{INDEX}/+simple/{project}/", headers=JSON_V1)
     assert response.status_code == 200, response.text
     return url, response.json()
-
-
-def tmp_entries(server: LockgateServer) -> list[str]:
-    return sorted(p.name for p in (server.serverdir / "tmp").iterdir())
 
 
 def statuses(responses: list[requests.Response]) -> list[int]:

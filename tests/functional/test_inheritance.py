@@ -1,4 +1,4 @@
-"""Index inheritance and the dependency-confusion guard (RELIABILITY DC-1, DC-3..DC-5),
+"""Index inheritance and the dependency-confusion guard (docs/reliability.md DC-1, DC-3..DC-5),
 checked on the lookup service over a real database, both backends."""
 
 from __future__ import annotations
@@ -7,10 +7,11 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from lockgate.accounts.services import create_user
+from lockgate.accounts.services import create_user, prepare_new_user
+from lockgate.catalog.services import project_files
 from lockgate.db.session import Database
 from lockgate.indexes.services import create_index, modify_index, require_index, resolve_chain
-from lockgate.packages.services import project_files
+from lockgate.packages.entries import ProjectDelete, ReleaseDelete
 from tests.support.inprocess import add_file, add_mirror_page, bootstrap
 
 H = {n: f"{n:x}" * 64 for n in range(1, 10)}  # fake sha256 digests
@@ -27,8 +28,9 @@ async def _visible(db: Database, index: str, project: str) -> list[tuple[str, st
 
 async def _setup(url: str) -> Database:
     db = await bootstrap(url)
+    acme = await prepare_new_user("acme", {"password": "pw"})
     async with db.write() as session:
-        await create_user(session, "acme", {"password": "pw"})
+        await create_user(session, "acme", acme)
         await create_index(session, "acme", "prod", {"bases": ["root/pypi"]})
         await create_index(session, "acme", "dev", {"bases": ["acme/prod"]})
         await create_index(session, "acme", "flip", {"bases": ["root/pypi", "acme/prod"]})
@@ -128,16 +130,13 @@ def test_dc7_deleted_private_project_keeps_the_name_until_released(
             async with db.write() as session:
                 await record(
                     session,
-                    "release.delete",
-                    {"user": "acme", "index": "prod", "project": "acme-utils", "version": "1.0"},
+                    ReleaseDelete(user="acme", index="prod", project="acme-utils", version="1.0"),
                 )
             # Every private release is gone, but the public 99.0 must not appear.
             assert await _visible(db, "acme/dev", "acme-utils") == []
             async with db.write() as session:
                 await record(
-                    session,
-                    "project.delete",
-                    {"user": "acme", "index": "prod", "project": "acme-utils"},
+                    session, ProjectDelete(user="acme", index="prod", project="acme-utils")
                 )
             visible = await _visible(db, "acme/dev", "acme-utils")
             assert ("root/pypi", "acme_utils-99.0-py3-none-any.whl") in visible

@@ -1,9 +1,9 @@
-"""Black-box conformance of the Warehouse-style JSON API (STANDARDS §5, T47, T48).
+"""Black-box conformance of the Warehouse-style JSON API (docs/standards.md §5, T47, T48).
 
 The routes are `/{user}/{index}/pypi/<project>/json` and
 `/{user}/{index}/pypi/<project>/<version>/json`. One server per database backend
 is started for the whole module and filled once with twine; nothing changes it
-afterwards. Fixture data as in STANDARDS §7 (`Foo.Bar` 1.0 sdist and wheel with
+afterwards. Fixture data as in docs/standards.md §7 (`Foo.Bar` 1.0 sdist and wheel with
 `Requires-Python: >=3.8,<4`, 2.0 wheel yanked with "bad build"), plus small
 projects for the choice of the latest version.
 """

@@ -1,6 +1,6 @@
 """Black-box conformance of the simple repository API against a real `lockgate serve`.
 
-Test ids (T01…) refer to STANDARDS.md §7; the base URL `/simple/` of the standard
+Test ids (T01…) refer to docs/standards.md §7; the base URL `/simple/` of the standard
 is `/{user}/{index}/+simple/` here. One server per database backend is started
 for the whole module and filled once with twine; tests that change state work on
 projects of their own, so the `Foo.Bar` fixture below never changes:

@@ -1,4 +1,4 @@
-"""SSRF through mirror URLs (RELIABILITY SS-1, SS-2): private, loopback and
+"""SSRF through mirror URLs (docs/reliability.md SS-1, SS-2): private, loopback and
 link-local upstreams are refused unless the operator allows them in the server
 configuration, and the check follows every redirect hop."""
 

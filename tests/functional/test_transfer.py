@@ -1,4 +1,4 @@
-"""Export and import across an air gap (ARCHITECTURE "Export and import"):
+"""Export and import across an air gap (docs/architecture.md "Export and import"):
 a full bundle then an incremental one reproduce the source exactly; a
 tampered, truncated, hostile or out-of-order bundle changes nothing."""
 

@@ -1,8 +1,8 @@
-"""A fake PyPI on a real loopback socket, for the mirror tests (RELIABILITY.md §3.0 H1).
+"""A fake PyPI on a real loopback socket, for the mirror tests (docs/reliability.md §3.0 H1).
 
 `FakeUpstream` runs an aiohttp application in a background thread with its own
 event loop and listens on ``127.0.0.1`` only. It speaks the simple repository
-API as PyPI does (STANDARDS.md §1-3):
+API as PyPI does (docs/standards.md §1-3):
 
 * ``/simple/`` -- the project list, PEP 503 HTML or PEP 691 JSON.
 * ``/simple/<normalized>/`` -- a project page. Unknown projects give 404; a
@@ -718,7 +718,7 @@ class FakeUpstream:
             start, end = byte_range
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        # Never a Content-Encoding on distributions (STANDARDS C6.5).
+        # Never a Content-Encoding on distributions (docs/standards.md C6.5).
         headers["Content-Type"] = "application/octet-stream"
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = end - start

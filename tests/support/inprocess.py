@@ -7,20 +7,25 @@ import uuid
 from typing import Any
 
 from lockgate import migrations
-from lockgate.accounts.services import ROOT_USER, create_user
-from lockgate.changelog.models import ServerState
-from lockgate.changelog.writer import GENESIS_HASH, record, utcnow_iso
+from lockgate.accounts.services import ROOT_USER, create_user, prepare_new_user
+from lockgate.changelog.codec import GENESIS_HASH
+from lockgate.changelog.writer import record, utcnow_iso
 from lockgate.db.session import Database
+from lockgate.db.state import new_state
 from lockgate.indexes.services import create_index
+from lockgate.mirror.entries import MirrorPage
+from lockgate.mirror.pages import UpstreamLink
+from lockgate.packages.entries import FileAdd
 
 
 async def bootstrap(url: str) -> Database:
     await asyncio.to_thread(migrations.upgrade, url)
     db = Database(url)
+    root = await prepare_new_user(ROOT_USER, {"password": "root"})
     async with db.write() as session:
-        session.add(ServerState(id=1, server_id=uuid.uuid4().hex, serial=0, last_hash=GENESIS_HASH))
+        session.add(new_state(uuid.uuid4().hex, GENESIS_HASH))
         await session.flush()
-        await create_user(session, ROOT_USER, {"password": "root"})
+        await create_user(session, ROOT_USER, root)
         await create_index(session, ROOT_USER, "pypi", {"type": "mirror"})
     return db
 
@@ -33,21 +38,20 @@ async def add_file(
     async with db.write() as session:
         return await record(
             session,
-            "file.add",
-            {
-                "user": user,
-                "index": name,
-                "project": project,
-                "version": version,
-                "filename": filename,
-                "sha256": sha256,
-                "size": 1,
-                "packagetype": "bdist_wheel",
-                "python_version": "py3",
-                "upload_time": utcnow_iso(),
-                "metadata": {},
+            FileAdd(
+                user=user,
+                index=name,
+                project=project,
+                version=version,
+                filename=filename,
+                sha256=sha256,
+                size=1,
+                packagetype="bdist_wheel",
+                python_version="py3",
+                upload_time=utcnow_iso(),
+                metadata={},
                 **extra,
-            },
+            ),
         )
 
 
@@ -59,30 +63,27 @@ async def add_mirror_page(
     async with db.write() as session:
         return await record(
             session,
-            "mirror.page",
-            {
-                "user": user,
-                "index": name,
-                "project": project,
-                "display_name": project,
-                "status": page.get("status"),
-                "status_reason": page.get("status_reason"),
-                "etag": None,
-                "last_modified": None,
-                "links": [
-                    {
-                        "filename": filename,
-                        "url": f"https://files.example/{filename}",
-                        "sha256": sha256,
-                        "requires_python": None,
-                        "yanked": False,
-                        "yanked_reason": None,
-                        "core_metadata": False,
-                        "core_metadata_sha256": None,
-                        "size": 1,
-                        "upload_time": None,
-                    }
+            MirrorPage(
+                user=user,
+                index=name,
+                project=project,
+                display_name=project,
+                status=page.get("status"),
+                status_reason=page.get("status_reason"),
+                links=tuple(
+                    UpstreamLink(
+                        filename=filename,
+                        url=f"https://files.example/{filename}",
+                        sha256=sha256,
+                        requires_python=None,
+                        yanked=False,
+                        yanked_reason=None,
+                        core_metadata=False,
+                        core_metadata_sha256=None,
+                        size=1,
+                        upload_time=None,
+                    )
                     for filename, sha256 in links
-                ],
-            },
+                ),
+            ),
         )

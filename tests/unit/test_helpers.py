@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lockgate.mirror.pages import keep_secret, redact_url, strip_credentials
+from lockgate.urls import keep_secret, redact_url, strip_credentials
 
 
 def test_strip_and_redact_keep_ipv6_hosts_and_ports() -> None:

@@ -2,7 +2,7 @@
 
 Wheels and sdists are built for real in ``tmp_path`` with :mod:`zipfile` and :mod:`tarfile`
 (local helpers below, so each test can break the archive exactly the way it needs). Error
-messages are asserted word for word where Warehouse has a message (STANDARDS section 4).
+messages are asserted word for word where Warehouse has a message (docs/standards.md section 4).
 """
 
 import hashlib

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aiohttp import web
 from packaging.utils import canonicalize_name
 
+from lockgate.catalog.services import ProjectView, mirrors_to_consult, project_files
+from lockgate.db.session import Database
 from lockgate.errors import NotFound
 from lockgate.indexes.services import IndexView, require_index, resolve_chain
-from lockgate.packages.services import ProjectView, mirrors_to_consult, project_files
-from lockgate.server.keys import DATABASE, MIRROR
+from lockgate.mirror.services import MirrorService
 
 
 @dataclass
@@ -34,28 +34,29 @@ class Lookup:
         raise NotFound(f"project {project!r} not found on index {self.index.path}")
 
 
-async def lookup_project(app: web.Application, user: str, name: str, project: str) -> Lookup:
+async def lookup_project(
+    db: Database, mirror: MirrorService, user: str, name: str, project: str
+) -> Lookup:
     normalized = canonicalize_name(project)
-    db = app[DATABASE]
     async with db.read() as session:
         index = await require_index(session, user, name)
         chain = await resolve_chain(session, index)
         consult = await mirrors_to_consult(session, chain, normalized)
     result = Lookup(index=index, view=None, mirrors=consult)
-    await confirm_mirrors(app, consult, normalized, result)
+    await confirm_mirrors(mirror, consult, normalized, result)
     async with db.read() as session:
         result.view = await project_files(session, chain, normalized)
     return result
 
 
 async def confirm_mirrors(
-    app: web.Application, mirrors: list[IndexView], project: str, into: Lookup | None = None
+    mirror: MirrorService, mirrors: list[IndexView], project: str, into: Lookup | None = None
 ) -> list[str]:
     """Make sure the mirrors' cached pages of `project` are fresh; returns the
     reasons they could not be confirmed (the pages are then served stale)."""
     stale: list[str] = []
-    for mirror in mirrors:
-        state = await app[MIRROR].ensure_page(mirror, project)
+    for index in mirrors:
+        state = await mirror.ensure_page(index, project)
         if state.stale and state.reason:
             stale.append(state.reason)
             if into is not None:

@@ -1,4 +1,4 @@
-"""Consistency check of a server directory (RELIABILITY INV-1, INV-2):
+"""Consistency check of a server directory (docs/reliability.md INV-1, INV-2):
 the changelog's serials and hash chain, and every referenced blob present
 with the content its sha256 names. Orphan blobs and temp files are listed,
 not errors (a crash may leave them; `lockgate gc` removes them)."""
@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from lockgate.changelog.models import ChangelogEntry, ServerState
-from lockgate.changelog.writer import GENESIS_HASH, canonical_json, entry_hash
+from lockgate.changelog.codec import ChainCursor
+from lockgate.changelog.models import ChangelogEntry
+from lockgate.changelog.registry import EntryRegistry
+from lockgate.changelog.replay import entry_from_row
 from lockgate.db.session import Database
+from lockgate.db.state import require_state
 from lockgate.storage.blobs import SHA256_RE, BlobStore
-from lockgate.storage.gc import referenced_blobs
 
 CHUNK = 1024 * 1024
 
@@ -44,34 +45,29 @@ def _sha256_of(path: str) -> str:
 
 
 async def check_changelog(db: Database, report: FsckReport) -> None:
-    previous, expected_serial = GENESIS_HASH, 1
+    cursor = ChainCursor()
     async with db.read() as session:
         result = await session.stream(select(ChangelogEntry).order_by(ChangelogEntry.serial))
-        async for (entry,) in result:
+        async for (row,) in result:
             report.entries += 1
-            if entry.serial != expected_serial:
-                report.problems.append(f"changelog: serial {expected_serial} missing")
-                expected_serial = entry.serial
-            if entry.prev_hash != previous:
-                report.problems.append(f"changelog: entry {entry.serial} breaks the hash chain")
-            payload = canonical_json(json.loads(entry.payload))
-            if entry_hash(entry.prev_hash, entry.serial, entry.kind, payload) != entry.hash:
-                report.problems.append(f"changelog: entry {entry.serial} does not match its hash")
-            previous, expected_serial = entry.hash, expected_serial + 1
-        state = (await session.execute(select(ServerState))).scalar_one()
-    if state.serial != report.entries or state.last_hash != previous:
+            report.problems.extend(f"changelog: {p}" for p in cursor.problems(entry_from_row(row)))
+        state = await require_state(session)
+    if state.serial != cursor.serial or state.last_hash != cursor.last_hash:
         report.problems.append(
-            f"changelog: server state says serial {state.serial}, the log ends at {report.entries}"
+            f"changelog: server state says serial {state.serial}, the log ends at {cursor.serial}"
         )
 
 
 async def fsck(
-    db: Database, blobs: BlobStore, progress: Callable[[int, int], None] | None = None
+    db: Database,
+    blobs: BlobStore,
+    registry: EntryRegistry,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FsckReport:
     report = FsckReport()
     await check_changelog(db, report)
     async with db.read() as session:
-        refs = sorted(await referenced_blobs(session))
+        refs = sorted(await registry.live_blobs(session))
     for position, sha256 in enumerate(refs, 1):
         if progress:
             progress(position, len(refs))

@@ -1,4 +1,5 @@
-"""Middleware: request logging with a request id, and errors mapped to HTTP in one place."""
+"""Middleware: request logging with a request id, errors mapped to HTTP in one place,
+read-your-writes waits (`X-Lockgate-Min-Serial`) and a replica's refusal of writes."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from lockgate.errors import BadRequest, LockgateError, ServiceUnavailable, Unauthorized
-from lockgate.server.auth import REALM
-from lockgate.server.keys import DATABASE
+from lockgate.config import SETTINGS
+from lockgate.db.session import DATABASE
+from lockgate.errors import (
+    BadRequest,
+    Forbidden,
+    LockgateError,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from lockgate.http.basic_auth import REALM
 
 log = structlog.get_logger("lockgate.http")
 
@@ -125,4 +133,15 @@ async def min_serial_middleware(request: web.Request, handler: Handler) -> web.S
                 f"this node has not reached serial {wanted} yet (it is at {db.serial}); "
                 "try again shortly"
             )
+    return await handler(request)
+
+
+@web.middleware
+async def read_only_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On a replica: every write is refused, naming the primary to send it to."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        raise Forbidden(
+            f"this server is a read-only replica of {request.app[SETTINGS].primary_url}; "
+            "send writes (uploads, users, indexes) to the primary"
+        )
     return await handler(request)

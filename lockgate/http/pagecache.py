@@ -11,6 +11,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
 
 @dataclass(frozen=True)
 class CachedPage:
@@ -74,3 +76,7 @@ class SerialMemo:
         self._entries.move_to_end(key)
         while len(self._entries) > self._limit:
             self._entries.popitem(last=False)
+
+
+PAGES = web.AppKey("pages", PageCache)
+FILES = web.AppKey("files", SerialMemo)

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.helpers import ETag
 
 from lockgate.errors import NotFound
-from lockgate.server.keys import BLOBS
+from lockgate.storage.blobs import BLOBS
 
 FILE_CACHE_CONTROL = "max-age=365000000, immutable, public"
 

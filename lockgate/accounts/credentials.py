@@ -1,0 +1,85 @@
+"""Checking passwords cheaply and fairly: verified credentials are remembered
+under a digest (never the password), unknown users cost the same scrypt as known
+ones, and repeated failures from one client for one name are paused (429)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import time
+
+from aiohttp import web
+
+from lockgate.accounts.passwords import hash_password, verify_password
+from lockgate.errors import TooManyRequests
+
+# Failed logins allowed per (client, user name) within the window before a pause.
+MAX_FAILURES = 10
+FAILURE_WINDOW = 60.0
+
+
+class CredentialCache:
+    """Remembers (user, password, stored hash) triples that verified, so each
+    request does not pay for scrypt. Keyed by a digest, never the password; a
+    changed password hash makes the old triple useless at once."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._ok: dict[str, None] = {}
+        self._limit = limit
+        self._dummy_hash: str | None = None
+        self._failures: dict[tuple[str, str], collections.deque[float]] = {}
+
+    async def check(
+        self, name: str, password: str, stored_hash: str | None, client: str | None = None
+    ) -> bool:
+        """Verify credentials (`stored_hash` None: no such user). After too many
+        failures from one client for one user name, that pair waits (429)."""
+        key = (client or "", name)
+        failures = self._failures.get(key)
+        now = time.monotonic()
+        if failures:
+            while failures and now - failures[0] > FAILURE_WINDOW:
+                failures.popleft()
+            if len(failures) >= MAX_FAILURES:
+                retry = int(FAILURE_WINDOW - (now - failures[0])) + 1
+                raise TooManyRequests(
+                    f"too many failed logins for {name!r} from this client; "
+                    f"try again in {retry} seconds",
+                    headers={"Retry-After": str(retry)},
+                )
+        ok = await self._check(name, password, stored_hash)
+        if ok:
+            self._failures.pop(key, None)
+        else:
+            if len(self._failures) > 100_000:
+                self._failures.clear()  # bounded memory under a spray of names
+            self._failures.setdefault(key, collections.deque()).append(now)
+        return ok
+
+    async def _check(self, name: str, password: str, stored_hash: str | None) -> bool:
+        if stored_hash is None:
+            # Response times must not tell which user names exist.
+            if self._dummy_hash is None:
+                self._dummy_hash = await asyncio.to_thread(hash_password, "no such user")
+            await asyncio.to_thread(verify_password, password, self._dummy_hash)
+            return False
+        return await self.verify(name, password, stored_hash)
+
+    @staticmethod
+    def _key(user: str, password: str, stored: str) -> str:
+        return hashlib.sha256(f"{user}\0{password}\0{stored}".encode()).hexdigest()
+
+    async def verify(self, user: str, password: str, stored: str) -> bool:
+        key = self._key(user, password, stored)
+        if key in self._ok:
+            return True
+        ok = await asyncio.to_thread(verify_password, password, stored)
+        if ok:
+            if len(self._ok) >= self._limit:
+                self._ok.pop(next(iter(self._ok)))
+            self._ok[key] = None
+        return ok
+
+
+CREDENTIALS = web.AppKey("credentials", CredentialCache)

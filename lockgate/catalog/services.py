@@ -1,0 +1,248 @@
+"""Reading what an index offers through its inheritance chain.
+
+The rules (docs/architecture.md, "Indexes and inheritance"):
+- the chain is the index, then its bases depth first; the nearest index wins
+  for the same file name, and versions are merged;
+- dependency-confusion guard: when any stage index in the chain holds a
+  project, files of that name from mirror indexes are hidden unless every
+  stage holding it lists the name (or '*') in its `mirror_whitelist`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lockgate.distfiles import packagetype_of, version_from_filename
+from lockgate.indexes.services import IndexView
+from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject
+from lockgate.packages.models import Project, Release, ReleaseFile
+from lockgate.urls import file_key, file_path
+
+
+@dataclass(frozen=True)
+class VisibleFile:
+    index: IndexView  # the index that holds the file
+    project: str  # display name
+    version: str
+    filename: str
+    sha256: str | None
+    blake2_256: str | None
+    md5: str | None
+    size: int | None
+    packagetype: str
+    python_version: str
+    requires_python: str | None
+    core_metadata_sha256: str | None
+    upload_time: str | None
+    yanked: bool
+    yanked_reason: str | None
+    metadata: dict[str, Any]
+    core_metadata: bool = False  # metadata available (with or without a known hash)
+    url_key: str | None = None  # the `+f/{key}/` segment when there is no sha256
+
+    @property
+    def url_path(self) -> str:
+        """Server-absolute path of the file (files are served by the index holding them)."""
+        key = file_key(self.sha256) if self.sha256 else self.url_key
+        return file_path(self.index.path, key or "", self.filename)
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    name: str  # normalized
+    display_name: str
+    files: list[VisibleFile]
+    versions: list[str]  # every version with files, merged over the chain
+    status: str | None = None  # PEP 792 marker passed on from a mirror
+    status_reason: str | None = None
+
+
+async def mirrors_to_consult(
+    session: AsyncSession, chain: list[IndexView], project: str
+) -> list[IndexView]:
+    """Mirror indexes whose upstream may be asked about `project`.
+
+    None when a stage index in the chain holds the project and has not
+    allowed the name from mirrors: a private name must not even be sent
+    to the upstream.
+    """
+    mirrors = [index for index in chain if index.is_mirror]
+    if not mirrors:
+        return []
+    stages = {index.id: index for index in chain if not index.is_mirror}
+    holders = (
+        await session.execute(
+            select(Project.index_id).where(
+                Project.index_id.in_(stages), Project.name == canonicalize_name(project)
+            )
+        )
+    ).scalars()
+    if all(stages[i].whitelists(project) for i in holders):
+        return mirrors
+    return []
+
+
+async def project_files(
+    session: AsyncSession, chain: list[IndexView], project: str
+) -> ProjectView | None:
+    """Files of `project` visible from chain[0], or None when no index has it."""
+    normalized = canonicalize_name(project)
+    order = {index.id: position for position, index in enumerate(chain)}
+    stages = {index.id: index for index in chain if not index.is_mirror}
+    rows = (
+        await session.execute(
+            select(Project, Release, ReleaseFile)
+            .join(Release, Release.project_id == Project.id)
+            .join(ReleaseFile, ReleaseFile.release_id == Release.id)
+            .where(Project.index_id.in_(stages), Project.name == normalized)
+        )
+    ).all()
+    candidates: list[tuple[int, VisibleFile]] = []
+    names: list[tuple[int, str]] = []
+    for proj, release, file in rows:
+        names.append((order[proj.index_id], proj.display_name))
+        candidates.append(
+            (
+                order[proj.index_id],
+                VisibleFile(
+                    index=stages[proj.index_id],
+                    project=proj.display_name,
+                    version=release.version,
+                    filename=file.filename,
+                    sha256=file.sha256,
+                    blake2_256=file.blake2_256,
+                    md5=file.md5,
+                    size=file.size,
+                    packagetype=file.packagetype,
+                    python_version=file.python_version,
+                    requires_python=file.requires_python,
+                    core_metadata_sha256=file.core_metadata_sha256,
+                    core_metadata=file.core_metadata_sha256 is not None,
+                    upload_time=file.upload_time,
+                    yanked=release.yanked,
+                    yanked_reason=release.yanked_reason,
+                    metadata=json.loads(release.metadata_json),
+                ),
+            )
+        )
+    status = status_reason = None
+    held = (
+        await session.execute(
+            select(Project.index_id, Project.display_name).where(
+                Project.index_id.in_(stages), Project.name == normalized
+            )
+        )
+    ).all()
+    names.extend((order[index_id], display) for index_id, display in held)
+    found = bool(held)
+    for mirror in await mirrors_to_consult(session, chain, normalized):
+        page = await _mirror_page(session, mirror, normalized)
+        if page is None:
+            continue
+        found = True
+        display, page_status, page_reason, files = page
+        names.append((order[mirror.id], display))
+        if status is None:
+            status, status_reason = page_status, page_reason
+        candidates.extend((order[mirror.id], f) for f in files)
+    if not found:
+        return None
+    chosen: dict[str, tuple[int, VisibleFile]] = {}
+    for rank, visible in candidates:
+        current = chosen.get(visible.filename)
+        if current is None or rank < current[0]:
+            chosen[visible.filename] = (rank, visible)
+    files = sorted((entry for _, entry in chosen.values()), key=lambda f: f.filename)
+    if status == "quarantined":
+        files = []
+    versions = sorted({f.version for f in files if f.version})
+    display_name = min(names)[1] if names else normalized
+    return ProjectView(normalized, display_name, files, versions, status, status_reason)
+
+
+async def _mirror_page(
+    session: AsyncSession, mirror: IndexView, project: str
+) -> tuple[str, str | None, str | None, list[VisibleFile]] | None:
+    page = (
+        await session.execute(
+            select(MirrorProject).where(
+                MirrorProject.index_id == mirror.id, MirrorProject.name == project
+            )
+        )
+    ).scalar_one_or_none()
+    if page is None:
+        return None
+    rows = (
+        await session.execute(
+            select(MirrorLink, MirrorCachedFile)
+            .outerjoin(
+                MirrorCachedFile,
+                (MirrorCachedFile.index_id == MirrorLink.index_id)
+                & (MirrorCachedFile.filename == MirrorLink.filename),
+            )
+            .where(MirrorLink.index_id == mirror.id, MirrorLink.project == project)
+        )
+    ).all()
+    files = []
+    for link, cached in rows:
+        metadata_sha256 = (cached.core_metadata_sha256 if cached else None) or (
+            link.core_metadata_sha256
+        )
+        packagetype, python_version = packagetype_of(link.filename)
+        files.append(
+            VisibleFile(
+                index=mirror,
+                project=page.display_name,
+                version=version_from_filename(link.filename),
+                filename=link.filename,
+                sha256=link.sha256,
+                blake2_256=None,
+                md5=None,
+                size=link.size if link.size is not None else (cached.size if cached else None),
+                packagetype=packagetype,
+                python_version=python_version,
+                requires_python=link.requires_python,
+                core_metadata_sha256=metadata_sha256,
+                core_metadata=link.core_metadata or metadata_sha256 is not None,
+                upload_time=link.upload_time,
+                yanked=link.yanked,
+                yanked_reason=link.yanked_reason,
+                metadata={},
+                url_key=None if link.sha256 else file_key(None, link.url),
+            )
+        )
+    return page.display_name, page.status, page.status_reason, files
+
+
+async def project_names(session: AsyncSession, chain: list[IndexView]) -> list[tuple[str, str]]:
+    """(normalized, display) names of every project visible from the chain:
+    stage projects, and the pages its mirrors have cached."""
+    order = {index.id: position for position, index in enumerate(chain)}
+    rows = list(
+        (
+            await session.execute(
+                select(Project.name, Project.display_name, Project.index_id).where(
+                    Project.index_id.in_(order)
+                )
+            )
+        ).all()
+    )
+    rows += (
+        await session.execute(
+            select(MirrorProject.name, MirrorProject.display_name, MirrorProject.index_id).where(
+                MirrorProject.index_id.in_(order)
+            )
+        )
+    ).all()
+    names: dict[str, tuple[int, str]] = {}
+    for name, display, index_id in rows:
+        rank = order[index_id]
+        if name not in names or rank < names[name][0]:
+            names[name] = (rank, display)
+    return sorted((name, display) for name, (_, display) in names.items())

@@ -1,0 +1,262 @@
+"""Index configuration, typed: stage and mirror settings as frozen objects, their
+defaults in one place, validated once when an index is created or changed.
+
+The stored form (the JSON the `index.put` entry carries and the API shows) keeps
+devpi's key names; `to_stored()` writes it and `from_stored()` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from packaging.utils import canonicalize_name
+
+from lockgate.errors import BadRequest
+from lockgate.names import is_valid_project_name
+from lockgate.urls import redact_url
+
+PYPI_SIMPLE_URL = "https://pypi.org/simple/"
+DEFAULT_MIRROR_CACHE_EXPIRY = 1800
+DEFAULT_MIRROR_TIMEOUT = 10.0
+DEFAULT_MIRROR_OFFLINE_RETRY = 10.0
+MAX_SECONDS = 86400
+MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024
+ANONYMOUS = ":ANONYMOUS:"
+
+STAGE_KEYS = {"type", "bases", "volatile", "acl_upload", "mirror_whitelist", "title", "description"}
+MIRROR_KEYS = {
+    "type",
+    "mirror_url",
+    "mirror_cache_expiry",
+    "mirror_no_project_list",
+    "mirror_timeout",
+    "mirror_offline_retry",
+    "mirror_ca_bundle",
+    "volatile",
+    "title",
+    "description",
+    "bases",
+}
+# Settings that decide where the server sends requests: root only, so a user
+# cannot turn lockgate into a proxy towards internal hosts (docs/reliability.md SS-4).
+UPSTREAM_KEYS = {"mirror_url", "mirror_ca_bundle"}
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """An index that holds uploads and inherits its bases."""
+
+    acl_upload: tuple[str, ...]  # who may upload; the owner by default
+    bases: tuple[str, ...] = ()
+    volatile: bool = True  # false: releases can never be overwritten or deleted
+    mirror_whitelist: tuple[str, ...] = ()  # normalized names, or "*"
+    title: str = ""
+    description: str = ""
+    type: str = dataclasses.field(default="stage", init=False)
+
+    def whitelists(self, project: str) -> bool:
+        return "*" in self.mirror_whitelist or canonicalize_name(project) in self.mirror_whitelist
+
+    def may_upload(self, actor: str) -> bool:
+        return actor in self.acl_upload or ANONYMOUS in self.acl_upload
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    """An index that caches an upstream simple index."""
+
+    mirror_url: str = PYPI_SIMPLE_URL
+    mirror_cache_expiry: int = DEFAULT_MIRROR_CACHE_EXPIRY  # seconds a page stays fresh
+    mirror_timeout: float = DEFAULT_MIRROR_TIMEOUT
+    mirror_offline_retry: float = DEFAULT_MIRROR_OFFLINE_RETRY
+    mirror_ca_bundle: str = ""  # extra CA certificates (a PEM file on the server)
+    mirror_no_project_list: bool = False
+    volatile: bool = False
+    title: str = ""
+    description: str = ""
+    type: str = dataclasses.field(default="mirror", init=False)
+    bases: tuple[str, ...] = dataclasses.field(default=(), init=False)
+
+    @property
+    def timeout(self) -> float:
+        return max(0.1, self.mirror_timeout)
+
+
+IndexConfig = StageConfig | MirrorConfig
+
+
+def to_stored(config: IndexConfig) -> dict[str, Any]:
+    """The JSON form kept in the changelog and the indexes table."""
+    stored = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return {
+        key: list(value) if isinstance(value, tuple) else value for key, value in stored.items()
+    }
+
+
+def public_form(config: IndexConfig) -> dict[str, Any]:
+    """The configuration as the API shows it: upstream credentials masked."""
+    shown = to_stored(config)
+    if isinstance(config, MirrorConfig) and config.mirror_url:
+        shown["mirror_url"] = redact_url(config.mirror_url)
+    return shown
+
+
+def from_stored(index_type: str, data: dict[str, Any], owner: str) -> IndexConfig:
+    """Read a stored configuration (already validated when it was written); keys
+    added to the format later take their defaults."""
+    if index_type == "mirror":
+        names = {f.name for f in dataclasses.fields(MirrorConfig) if f.init}
+        return MirrorConfig(**{key: value for key, value in data.items() if key in names})
+    return StageConfig(
+        acl_upload=tuple(data.get("acl_upload", [owner])),
+        bases=tuple(data.get("bases", [])),
+        volatile=bool(data.get("volatile", True)),
+        mirror_whitelist=tuple(data.get("mirror_whitelist", [])),
+        title=str(data.get("title") or ""),
+        description=str(data.get("description") or ""),
+    )
+
+
+def _as_list(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value if v.strip()]
+    raise BadRequest(f"{key!r} must be a list of strings")
+
+
+def _as_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise BadRequest(f"{key!r} must be true or false")
+
+
+def _as_seconds(value: Any, key: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{key!r} must be a number of seconds") from None
+    if seconds < 0 or seconds > MAX_SECONDS:
+        raise BadRequest(f"{key!r} must be between 0 and {MAX_SECONDS} seconds")
+    return seconds
+
+
+def _check_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadRequest("'mirror_url' must be an http(s) URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadRequest(f"'mirror_url' must be an http(s) URL, not {value!r}")
+    return value if value.endswith("/") else value + "/"
+
+
+def check_ca_bundle(path: str) -> None:
+    """Refuse a CA bundle the upstream client could not load (same call as it makes).
+
+    Reads a file: call it in a thread, before any write transaction."""
+    problem = None
+    if not os.path.isabs(path):
+        problem = "must be an absolute path"
+    elif not os.path.isfile(path):
+        problem = "is not an existing regular file"
+    elif os.path.getsize(path) > MAX_CA_BUNDLE_BYTES:
+        problem = f"is larger than {MAX_CA_BUNDLE_BYTES} bytes"
+    else:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=path)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            problem = f"is not a readable PEM file of CA certificates ({exc})"
+    if problem:
+        raise BadRequest(f"'mirror_ca_bundle' {path!r} {problem}")
+
+
+def ca_bundle_of(data: dict[str, Any]) -> str:
+    bundle = data.get("mirror_ca_bundle") or ""
+    if not isinstance(bundle, str):
+        raise BadRequest("'mirror_ca_bundle' must be the path of a PEM file on the server")
+    return bundle
+
+
+def _mirror_config(data: dict[str, Any], common: dict[str, str]) -> MirrorConfig:
+    if _as_list(data.get("bases"), "bases"):
+        raise BadRequest("a mirror index cannot have bases")
+    expiry = data.get("mirror_cache_expiry", DEFAULT_MIRROR_CACHE_EXPIRY)
+    try:
+        cache_expiry = int(expiry)
+    except (TypeError, ValueError):
+        raise BadRequest("'mirror_cache_expiry' must be a number of seconds") from None
+    if cache_expiry < 0:
+        raise BadRequest("'mirror_cache_expiry' must not be negative")
+    return MirrorConfig(
+        mirror_url=_check_url(data.get("mirror_url", PYPI_SIMPLE_URL)),
+        mirror_cache_expiry=cache_expiry,
+        mirror_timeout=_as_seconds(
+            data.get("mirror_timeout", DEFAULT_MIRROR_TIMEOUT), "mirror_timeout"
+        ),
+        mirror_offline_retry=_as_seconds(
+            data.get("mirror_offline_retry", DEFAULT_MIRROR_OFFLINE_RETRY), "mirror_offline_retry"
+        ),
+        mirror_ca_bundle=ca_bundle_of(data),
+        mirror_no_project_list=_as_bool(
+            data.get("mirror_no_project_list", False), "mirror_no_project_list"
+        ),
+        volatile=_as_bool(data.get("volatile", False), "volatile"),
+        **common,
+    )
+
+
+def _stage_config(
+    owner: str, name: str, data: dict[str, Any], common: dict[str, str]
+) -> StageConfig:
+    bases = _as_list(data.get("bases"), "bases")
+    for base in bases:
+        parts = base.split("/")
+        if len(parts) != 2:
+            raise BadRequest(f"base {base!r} must be written 'user/index'")
+        if parts == [owner, name]:
+            raise BadRequest("an index cannot be its own base")
+    if len(set(bases)) != len(bases):
+        raise BadRequest("'bases' lists an index twice")
+    whitelist = _as_list(data.get("mirror_whitelist"), "mirror_whitelist")
+    for project in whitelist:
+        if project != "*" and not is_valid_project_name(project):
+            raise BadRequest(f"invalid project name {project!r} in 'mirror_whitelist'")
+    return StageConfig(
+        acl_upload=tuple(_as_list(data.get("acl_upload", [owner]), "acl_upload")),
+        bases=tuple(bases),
+        volatile=_as_bool(data.get("volatile", True), "volatile"),
+        mirror_whitelist=tuple(
+            sorted({p if p == "*" else canonicalize_name(p) for p in whitelist})
+        ),
+        **common,
+    )
+
+
+def parse_config(owner: str, name: str, data: dict[str, Any]) -> IndexConfig:
+    """Validate a full configuration body and fill in defaults.
+
+    Checks that need the database (bases exist, no cycle) or the file system (the CA
+    bundle loads) are the services' part."""
+    index_type = data.get("type", "stage")
+    if index_type not in ("stage", "mirror"):
+        raise BadRequest(f"unknown index type {index_type!r}: use 'stage' or 'mirror'")
+    allowed = STAGE_KEYS if index_type == "stage" else MIRROR_KEYS
+    unknown = set(data) - allowed
+    if unknown:
+        raise BadRequest(f"unknown key(s) for a {index_type} index: {', '.join(sorted(unknown))}")
+    common = {
+        "title": str(data.get("title") or ""),
+        "description": str(data.get("description") or ""),
+    }
+    if index_type == "mirror":
+        return _mirror_config(data, common)
+    return _stage_config(owner, name, data, common)

@@ -1,0 +1,1 @@
+"""Housekeeping of a server directory: garbage collection and the consistency check."""

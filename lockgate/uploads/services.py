@@ -1,0 +1,136 @@
+"""Checking and storing an upload whose body has been streamed to a temp file.
+
+Nothing is stored under `blobs/` or in the database until every check has
+passed. The slow parts (reading the archive, hashing metadata) run before the
+write transaction; inside it only the duplicate check, the blob rename and the
+`file.add` entry happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from packaging.utils import canonicalize_name
+
+from lockgate.changelog.writer import lock_serial, record, utcnow_iso
+from lockgate.db.session import Database
+from lockgate.errors import Conflict, Forbidden
+from lockgate.indexes.services import IndexView, require_index, require_upload_permission
+from lockgate.packages.entries import FileAdd
+from lockgate.packages.services import find_own_file
+from lockgate.storage.blobs import BlobStore, Digests
+from lockgate.uploads.validation import (
+    CheckedDistribution,
+    UploadForm,
+    UploadRejected,
+    check_distribution,
+    check_filename,
+    parse_upload_form,
+)
+
+log = structlog.get_logger("lockgate.upload")
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    serial: int
+    identical: bool  # the same bytes were already stored under this name: nothing changed
+
+
+def require_stage(index: IndexView) -> None:
+    if index.is_mirror:
+        raise Forbidden(f"index {index.path} is a mirror: upload to a stage index instead")
+
+
+async def check_upload(
+    actor: str,
+    index: IndexView,
+    fields: dict[str, list[str]],
+    filename: str | None,
+    temp: Path | None,
+    digests: Digests | None,
+) -> tuple[UploadForm, CheckedDistribution]:
+    """Validate the form, the permission and the file (in a thread), in Warehouse's order."""
+    form = parse_upload_form(fields)
+    if temp is None or filename is None or digests is None:
+        raise UploadRejected("Upload payload does not have a file.")
+    require_upload_permission(actor, index, form.name)
+    check_filename(form, filename)
+    checked = await asyncio.to_thread(
+        check_distribution,
+        form,
+        filename,
+        temp,
+        {"sha256": digests.sha256, "blake2_256": digests.blake2_256, "md5": digests.md5},
+    )
+    return form, checked
+
+
+async def store_upload(
+    db: Database,
+    blobs: BlobStore,
+    index: IndexView,
+    actor: str,
+    filename: str,
+    temp: Path,
+    digests: Digests,
+    checked: CheckedDistribution,
+) -> StoredUpload:
+    async with db.write() as session:
+        # Serialize with other writers before looking for the file: otherwise two
+        # uploads of one filename both find nothing and both record a `file.add`
+        # (duplicate entries; on a non-volatile index the later one silently replaced
+        # the earlier one's bytes). The lock is held only for the blob rename and the
+        # few statements below, as SQLite's write lock already is.
+        await lock_serial(session)
+        index = await require_index(session, index.user, index.name)
+        existing = await find_own_file(session, index, filename)
+        if existing is not None:
+            if existing.sha256 == digests.sha256:
+                log.info("upload identical to stored file", filename=filename)
+                return StoredUpload(db.serial, identical=True)
+            if not index.volatile:
+                raise Conflict(
+                    f"File already exists ('{filename}', with sha256 hash "
+                    f"'{existing.sha256}'). Index {index.path} is not volatile, so files "
+                    "cannot be overwritten: upload a new version."
+                )
+        # Blobs first (fsynced and renamed), the row second, and only once the upload is
+        # known to be stored: a refused duplicate leaves no blob behind, and a crash or
+        # rollback from here on leaves only an unreferenced blob, which gc removes.
+        await asyncio.to_thread(blobs.commit_temp, temp, digests.sha256)
+        metadata_sha256 = None
+        if checked.core_metadata is not None:
+            metadata_sha256 = await asyncio.to_thread(blobs.put_bytes, checked.core_metadata)
+        serial = await record(
+            session,
+            FileAdd(
+                user=index.user,
+                index=index.name,
+                project=checked.project,
+                version=checked.version,
+                filename=filename,
+                sha256=digests.sha256,
+                blake2_256=digests.blake2_256,
+                md5=digests.md5,
+                size=digests.size,
+                packagetype=checked.packagetype,
+                python_version=checked.python_version,
+                requires_python=checked.requires_python,
+                core_metadata_sha256=metadata_sha256,
+                upload_time=utcnow_iso(),
+                uploader=actor,
+                metadata=checked.metadata,
+            ),
+        )
+    log.info(
+        "uploaded",
+        index=index.path,
+        project=canonicalize_name(checked.project),
+        filename=filename,
+        serial=serial,
+    )
+    return StoredUpload(serial, identical=False)
