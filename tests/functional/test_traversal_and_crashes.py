@@ -1,4 +1,4 @@
-"""Path traversal through URLs and names (RELIABILITY PT-2..PT-5) and the upload crash
+"""Path traversal through URLs and names (docs/reliability.md PT-2..PT-5) and the upload crash
 matrix (F-X, approximated with kill -9 at moments visible from outside), on SQLite and
 PostgreSQL, against a real `lockgate serve` process.
 
@@ -22,7 +22,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import json
 import os
 import posixpath
 import re
@@ -42,7 +41,8 @@ from lockgate import migrations
 from tests.functional.test_changelog_replay import _digest, _replay, _source_url
 from tests.support.dists import make_sdist, make_wheel, wheel_metadata
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.server import LOCKGATE, LockgateServer
+from tests.support.server import LOCKGATE, LockgateServer, server_events, tmp_entries
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -53,6 +53,8 @@ BOUNDARY = "lockgate-crash-boundary-5e2a"
 SECRET = "LOCKGATE-CANARY-7f3b9c1e-do-not-serve"
 # Any line of /etc/passwd starts with a user name and ':x:' or similar; root's is universal.
 PASSWD_MARK = b"root:x:0:0"
+# Fine polling for the crash moments: the kill -9 delays below are milliseconds apart.
+POLL = 0.002
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,10 +198,6 @@ def blob_names(server: LockgateServer) -> set[str]:
     return {p.name for p in (server.serverdir / "blobs").rglob("*") if p.is_file()}
 
 
-def tmp_entries(server: LockgateServer) -> list[str]:
-    return sorted(p.name for p in (server.serverdir / "tmp").iterdir())
-
-
 def temp_size(server: LockgateServer) -> int:
     """Bytes in the (one) temp file of an upload in flight; 0 when there is none."""
     for name in tmp_entries(server):
@@ -231,15 +229,6 @@ def fsck(server: LockgateServer) -> str:
     return result.stdout
 
 
-def server_events(server: LockgateServer) -> list[dict[str, Any]]:
-    events = []
-    for line in server.log().splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(json.JSONDecodeError):
-                events.append(json.loads(line))
-    return events
-
-
 def assert_no_server_errors(server: LockgateServer, parser_rejections: int = 0) -> None:
     """INV-5: no 5xx, no error-level event, no traceback. The only tracebacks allowed are
     aiohttp's own for request lines its parser refused with a 400 (it logs those at error
@@ -254,13 +243,6 @@ def assert_no_server_errors(server: LockgateServer, parser_rejections: int = 0) 
     refused = re.findall(r"^aiohttp\.http_exceptions\.\w+: 400, message:", log, re.MULTILINE)
     assert log.count("Traceback (most recent call last)") == len(refused), log[-4000:]
     assert len(refused) == parser_rejections, log[-4000:]
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.002)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -694,9 +676,9 @@ def test_fx_upload_crash_matrix_kill9_then_state_equals_replay(
         sock.sendall(upload_head("alice/dev", len(body), ALICE))
         first = body.index(b'name="content"') + 512 * 1024
         sock.sendall(body[:first])
-        wait_until(lambda: tmp_entries(server) != [], "the upload's temp file")
+        wait_until(lambda: tmp_entries(server) != [], "the upload's temp file", interval=POLL)
         temp = server.serverdir / "tmp" / tmp_entries(server)[0]
-        wait_until(lambda: temp.stat().st_size > 0, "bytes in the temp file")
+        wait_until(lambda: temp.stat().st_size > 0, "bytes in the temp file", interval=POLL)
         sock.sendall(body[first : first + 64 * 1024])  # still streaming when it dies
         server.stop(sig=signal.SIGKILL)
     finally:
@@ -741,7 +723,11 @@ def test_fx_upload_crash_matrix_kill9_then_state_equals_replay(
         try:
             sock.sendall(upload_head("alice/dev", len(body), ALICE) + body[:-tail])
             nearly_all = len(content) - 256 * 1024  # aiohttp holds back the last chunk
-            wait_until(lambda: temp_size(server) >= nearly_all, "the body in tmp/")  # noqa: B023
+            wait_until(
+                lambda: temp_size(server) >= nearly_all,  # noqa: B023
+                "the body in tmp/",
+                interval=POLL,
+            )
             sock.sendall(body[-tail:])
             time.sleep(delay)
             server.stop(sig=signal.SIGKILL)

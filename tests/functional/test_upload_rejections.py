@@ -1,10 +1,10 @@
-"""Every bad upload gets a clear 4xx and leaves nothing behind (RELIABILITY §0 "NS").
+"""Every bad upload gets a clear 4xx and leaves nothing behind (docs/reliability.md §0 "NS").
 
 End to end against a real `lockgate serve` process, on SQLite and PostgreSQL. Each refusal
 is checked twice:
 
 * the answer: the status, and a key phrase of the message both in the body and in the HTTP
-  reason phrase (STANDARDS R4.4: twine and poetry show either);
+  reason phrase (docs/standards.md R4.4: twine and poetry show either);
 * nothing stored: the serial is unchanged, no file appeared under `blobs/`, `tmp/` is empty
   once the request has ended, and the index's simple page lists no new project.
 
@@ -16,10 +16,8 @@ every test the server log must hold no 5xx and no unhandled error (INV-5).
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import io
-import json
 import socket
 import struct
 import time
@@ -33,7 +31,8 @@ import pytest
 import requests
 
 from tests.support.dists import make_sdist, make_wheel
-from tests.support.server import LockgateServer
+from tests.support.server import LockgateServer, server_events, tmp_entries
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -64,10 +63,6 @@ class Stored:
 def blob_files(server: LockgateServer) -> frozenset[str]:
     root = server.serverdir / "blobs"
     return frozenset(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def tmp_entries(server: LockgateServer) -> list[str]:
-    return sorted(p.name for p in (server.serverdir / "tmp").iterdir())
 
 
 def listed_projects(server: LockgateServer, index: str) -> frozenset[str]:
@@ -105,28 +100,12 @@ def check_refused(response: requests.Response, expected: int, phrase: str, what:
     assert_refused(response.status_code, response.reason, response.text, expected, phrase, what)
 
 
-def server_events(server: LockgateServer) -> list[dict[str, Any]]:
-    events = []
-    for line in server.log().splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(json.JSONDecodeError):
-                events.append(json.loads(line))
-    return events
-
-
 def finished_posts(server: LockgateServer) -> int:
     return sum(
         1
         for event in server_events(server)
         if event.get("event") == "request" and event.get("method") == "POST"
     )
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def assert_no_server_errors(server: LockgateServer) -> None:

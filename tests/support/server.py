@@ -8,6 +8,8 @@ pip/uv configuration so that nothing but the test server is consulted.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -229,6 +231,21 @@ class Clients:
                 *requirements,
             ]
         )
+
+
+def server_events(server: LockgateServer) -> list[dict[str, Any]]:
+    """The JSON events of the server's log (`--log-format json`), oldest first."""
+    events = []
+    for line in server.log().splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line))
+    return events
+
+
+def tmp_entries(server: LockgateServer) -> list[str]:
+    """The names in the server directory's `tmp/` (uploads in flight or left behind)."""
+    return sorted(p.name for p in (server.serverdir / "tmp").iterdir())
 
 
 def upload_form(name: str, version: str, path: Path, **extra: str) -> dict[str, str]:
