@@ -1,22 +1,70 @@
-"""Who is asking: HTTP Basic credentials checked against the users table.
+"""Who is asking: a user with a password, or an API token, from the request's
+`Authorization` header (HTTP Basic, or `Bearer` for a token).
 
-Authentication always finishes before a write transaction opens: the user row
-is read in a short read transaction and the password is checked (scrypt, tens
-of milliseconds) outside any transaction, so a slow or failing login never holds
-the writers' lock (docs/architecture.md, "Invariants").
+Authentication always finishes before a write transaction opens: rows are read
+in short read transactions and a password is checked (scrypt, tens of
+milliseconds) outside any transaction, so a slow or failing login never holds
+the writers' lock (docs/architecture.md, "Views, services, transactions").
+A token check is one lookup of the secret's sha256.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+import structlog
 from aiohttp import web
 
 from lockgate.accounts.credentials import CREDENTIALS
-from lockgate.accounts.services import password_hash_of
+from lockgate.accounts.services import ROOT_USER, password_hash_of
+from lockgate.accounts.tokens import (
+    TOKEN_USER,
+    is_wellformed_secret,
+    looks_like_secret,
+    note_use,
+    token_for_secret,
+)
 from lockgate.db.session import DATABASE
-from lockgate.errors import Unauthorized
+from lockgate.errors import Forbidden, ServiceUnavailable, Unauthorized
 from lockgate.http.basic_auth import basic_credentials
 
+log = structlog.get_logger("lockgate.auth")
+
 LOGIN_REQUIRED = "authentication required: send your lockgate user name and password"
+# How often the "last used" time of one token is written (per node).
+TOKEN_USE_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a user, with a token's limits when a token was used."""
+
+    user: str
+    token_id: str | None = None
+    scopes: frozenset[str] | None = None  # None: a password login may do all its user may
+    indexes: tuple[str, ...] | None = None  # None: not limited to some indexes
+
+    @property
+    def is_root(self) -> bool:
+        return self.user == ROOT_USER
+
+    def allows(self, scope: str, index: str | None = None) -> bool:
+        if self.scopes is not None and scope not in self.scopes:
+            return False
+        return index is None or self.indexes is None or index in self.indexes
+
+    def require(self, scope: str, index: str | None = None) -> None:
+        """Forbidden unless this caller's token (if any) carries `scope` (for `index`)."""
+        if self.scopes is not None and scope not in self.scopes:
+            raise Forbidden(
+                f"this token ({self.token_id}) lacks the {scope!r} scope; "
+                f"it has: {', '.join(sorted(self.scopes))}"
+            )
+        if index is not None and self.indexes is not None and index not in self.indexes:
+            raise Forbidden(
+                f"this token ({self.token_id}) is limited to {', '.join(self.indexes)}, not {index}"
+            )
 
 
 async def credentials_valid(request: web.Request, name: str, password: str) -> bool:
@@ -25,19 +73,58 @@ async def credentials_valid(request: web.Request, name: str, password: str) -> b
     return await request.app[CREDENTIALS].check(name, password, stored, request.remote)
 
 
-async def authenticate(request: web.Request) -> str | None:
-    """The user name for valid credentials, None without credentials; 401 when wrong."""
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def _token_principal(
+    request: web.Request, secret: str, claimed_user: str | None
+) -> Principal:
+    if not is_wellformed_secret(secret):
+        raise Unauthorized("invalid token: lockgate tokens start with 'lgt_' and are 47 characters")
+    db = request.app[DATABASE]
+    async with db.read() as session:
+        token = await token_for_secret(session, secret)
+    if token is None:
+        raise Unauthorized("invalid token (unknown or revoked)")
+    if claimed_user is not None and claimed_user != token.user:
+        raise Unauthorized(f"this token does not belong to {claimed_user!r}")
+    if token.expired():
+        raise Unauthorized(f"this token ({token.id}) expired at {token.expires_at}")
+    uses = request.app[CREDENTIALS].token_uses
+    now = time.monotonic()
+    if now - uses.get(token.id, -TOKEN_USE_INTERVAL) >= TOKEN_USE_INTERVAL:
+        uses[token.id] = now
+        try:
+            async with db.write() as session:
+                await note_use(session, token.id)
+        except ServiceUnavailable:
+            # Bookkeeping only: a busy database must not refuse the request.
+            log.warning("could not note a token's use", token=token.id)
+    return Principal(token.user, token.id, frozenset(token.scopes), token.indexes)
+
+
+async def authenticate(request: web.Request) -> Principal | None:
+    """The caller for valid credentials, None without credentials; 401 when wrong."""
+    bearer = _bearer(request)
+    if bearer is not None:
+        return await _token_principal(request, bearer, None)
     credentials = basic_credentials(request)
     if credentials is None:
         return None
     name, password = credentials
+    if name == TOKEN_USER:
+        return await _token_principal(request, password, None)
+    if looks_like_secret(password):
+        return await _token_principal(request, password, name)
     if not await credentials_valid(request, name, password):
         raise Unauthorized("invalid user name or password")
-    return name
+    return Principal(name)
 
 
-async def require_login(request: web.Request) -> str:
-    name = await authenticate(request)
-    if name is None:
+async def require_login(request: web.Request) -> Principal:
+    principal = await authenticate(request)
+    if principal is None:
         raise Unauthorized(LOGIN_REQUIRED)
-    return name
+    return principal

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
+import hmac
+import secrets
 import time
 
 from aiohttp import web
@@ -17,16 +18,22 @@ from lockgate.errors import TooManyRequests
 # Failed logins allowed per (client, user name) within the window before a pause.
 MAX_FAILURES = 10
 FAILURE_WINDOW = 60.0
+# How long a verified password is trusted without running scrypt again.
+VERIFIED_TTL = 300.0
 
 
 class CredentialCache:
     """Remembers (user, password, stored hash) triples that verified, so each
-    request does not pay for scrypt. Keyed by a digest, never the password; a
-    changed password hash makes the old triple useless at once."""
+    request does not pay for scrypt, for `VERIFIED_TTL` seconds. Keyed by an HMAC
+    under a key that lives only in this process, never the password; a changed
+    password hash makes the old triple useless at once."""
 
     def __init__(self, limit: int = 1024) -> None:
-        self._ok: dict[str, None] = {}
+        self._ok: dict[str, float] = {}
+        self._key = secrets.token_bytes(32)
         self._limit = limit
+        # When each token's use was last written (monotonic), to write it rarely.
+        self.token_uses: dict[str, float] = {}
         self._dummy_hash: str | None = None
         self._failures: dict[tuple[str, str], collections.deque[float]] = {}
 
@@ -66,19 +73,21 @@ class CredentialCache:
             return False
         return await self.verify(name, password, stored_hash)
 
-    @staticmethod
-    def _key(user: str, password: str, stored: str) -> str:
-        return hashlib.sha256(f"{user}\0{password}\0{stored}".encode()).hexdigest()
+    def _digest(self, user: str, password: str, stored: str) -> str:
+        message = f"{user}\0{password}\0{stored}".encode()
+        return hmac.new(self._key, message, "sha256").hexdigest()
 
     async def verify(self, user: str, password: str, stored: str) -> bool:
-        key = self._key(user, password, stored)
-        if key in self._ok:
+        key = self._digest(user, password, stored)
+        verified_at = self._ok.get(key)
+        if verified_at is not None and time.monotonic() - verified_at < VERIFIED_TTL:
             return True
         ok = await asyncio.to_thread(verify_password, password, stored)
         if ok:
+            self._ok.pop(key, None)
             if len(self._ok) >= self._limit:
                 self._ok.pop(next(iter(self._ok)))
-            self._ok[key] = None
+            self._ok[key] = time.monotonic()
         return ok
 
 

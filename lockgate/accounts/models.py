@@ -1,8 +1,8 @@
-"""The users table."""
+"""The users and tokens tables."""
 
 from __future__ import annotations
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lockgate.db.base import Base
@@ -16,3 +16,31 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     email: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[str] = mapped_column(String(32))
+
+
+class Token(Base):
+    """An API token: its secret is stored only as a sha256 (secrets are long and
+    random, so a fast hash is a lookup key, not a guessing aid)."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public, shown in lists
+    user_name: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.name", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(Text)  # JSON list
+    indexes: Mapped[str | None] = mapped_column(Text)  # JSON list, or None for all
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[str | None] = mapped_column(String(32))
+
+
+class TokenUse(Base):
+    """When a token was last used on this node. Node-local bookkeeping, not
+    replicated state: it is not written through the changelog."""
+
+    __tablename__ = "token_uses"
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    used_at: Mapped[str] = mapped_column(String(32))

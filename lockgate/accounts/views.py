@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lockgate.accounts.auth import LOGIN_REQUIRED, authenticate, require_login
+from lockgate.accounts.auth import LOGIN_REQUIRED, Principal, authenticate, require_login
 from lockgate.accounts.services import (
     ROOT_USER,
     UserSummary,
@@ -19,11 +19,19 @@ from lockgate.accounts.services import (
     require_self_or_root,
     require_user,
 )
+from lockgate.accounts.tokens import (
+    TokenSpec,
+    create_token,
+    list_tokens,
+    new_secret,
+    parse_token_request,
+    revoke_token,
+)
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
-from lockgate.errors import Forbidden, Unauthorized
+from lockgate.errors import BadRequest, Forbidden, Unauthorized
 from lockgate.http.requests import api_response, read_json_object
-from lockgate.indexes.services import IndexView, user_indexes
+from lockgate.indexes.services import IndexView, get_index, user_indexes
 
 
 def user_config(user: UserSummary, indexes: list[IndexView]) -> dict[str, Any]:
@@ -32,6 +40,14 @@ def user_config(user: UserSummary, indexes: list[IndexView]) -> dict[str, Any]:
         "email": user.email,
         "indexes": {index.name: index.public_config() for index in indexes},
     }
+
+
+async def _require_admin_of(request: web.Request, user: str) -> Principal:
+    """The caller managing `user` (itself, or root; a token needs the admin scope)."""
+    principal = await require_login(request)
+    principal.require("admin")
+    require_self_or_root(principal.user, user)
+    return principal
 
 
 async def root_listing(request: web.Request) -> web.Response:
@@ -56,7 +72,10 @@ async def put_user(request: web.Request) -> web.Response:
     name = request.match_info["user"]
     data = await read_json_object(request)
     db = request.app[DATABASE]
-    actor = await authenticate(request)
+    principal = await authenticate(request)
+    if principal is not None:
+        principal.require("admin")
+    actor = principal.user if principal is not None else None
     if actor != ROOT_USER and not request.app[SETTINGS].allow_self_registration:
         if actor is None:
             raise Unauthorized(LOGIN_REQUIRED)
@@ -71,7 +90,7 @@ async def patch_user(request: web.Request) -> web.Response:
     name = request.match_info["user"]
     data = await read_json_object(request)
     db = request.app[DATABASE]
-    require_self_or_root(await require_login(request), name)
+    await _require_admin_of(request, name)
     change = await prepare_user_change(data)
     async with db.write() as session:
         user = await modify_user(session, name, change)
@@ -82,7 +101,56 @@ async def patch_user(request: web.Request) -> web.Response:
 async def delete_user_view(request: web.Request) -> web.Response:
     name = request.match_info["user"]
     db = request.app[DATABASE]
-    require_self_or_root(await require_login(request), name)
+    await _require_admin_of(request, name)
     async with db.write() as session:
         await delete_user(session, name)
     return api_response("message", f"user {name} deleted", serial=db.serial)
+
+
+def _within(principal: Principal, spec: TokenSpec) -> None:
+    """A token made with a token never exceeds it."""
+    if principal.scopes is not None and not set(spec.scopes) <= principal.scopes:
+        raise Forbidden("a token cannot create a token with scopes it does not have itself")
+    if principal.indexes is not None and (
+        spec.indexes is None or not set(spec.indexes) <= set(principal.indexes)
+    ):
+        raise Forbidden(
+            f"this token is limited to {', '.join(principal.indexes)}: "
+            "a token it creates must be limited to those too"
+        )
+
+
+async def create_token_view(request: web.Request) -> web.Response:
+    """`POST /{user}/+tokens`: a new token; its secret is in this answer only."""
+    user = request.match_info["user"]
+    data = await read_json_object(request)
+    principal = await _require_admin_of(request, user)
+    spec = parse_token_request(data)
+    _within(principal, spec)
+    db = request.app[DATABASE]
+    async with db.read() as session:
+        for path in spec.indexes or ():
+            owner, name = path.split("/")
+            if await get_index(session, owner, name) is None:
+                raise BadRequest(f"index {path} does not exist")
+    secret = new_secret()
+    async with db.write() as session:
+        token = await create_token(session, user, spec, secret)
+    return api_response("token", {**token.to_api(), "token": secret}, status=201, serial=db.serial)
+
+
+async def list_tokens_view(request: web.Request) -> web.Response:
+    user = request.match_info["user"]
+    await _require_admin_of(request, user)
+    async with request.app[DATABASE].read() as session:
+        tokens = await list_tokens(session, user)
+    return api_response("tokens", [token.to_api() for token in tokens])
+
+
+async def revoke_token_view(request: web.Request) -> web.Response:
+    user, token_id = request.match_info["user"], request.match_info["token"]
+    await _require_admin_of(request, user)
+    db = request.app[DATABASE]
+    async with db.write() as session:
+        await revoke_token(session, user, token_id)
+    return api_response("message", f"token {token_id} of {user} revoked", serial=db.serial)

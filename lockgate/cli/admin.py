@@ -1,4 +1,5 @@
-"""`lockgate user …` and `lockgate index …`: admin commands that talk to a running server.
+"""`lockgate user …`, `lockgate index …` and `lockgate token …`: admin commands that
+talk to a running server.
 
 They go through the HTTP API (not the database) so the server sees every change
 at once, exactly as devpi-client does.
@@ -174,3 +175,64 @@ def index_modify(path: str, settings: tuple[str, ...], **kw: Any) -> None:
 @server_options
 def index_delete(path: str, **kw: Any) -> None:
     _echo(call(kw, "DELETE", f"/{path}"))
+
+
+@click.group("token")
+def token_group() -> None:
+    """Manage API tokens on a running server (for LOCKGATE_USER, or --user as root)."""
+
+
+@token_group.command("create")
+@click.option("--name", default="token", show_default=True)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="read, upload, push, test-results, replicate or admin (repeat for several).",
+)
+@click.option("--index", "indexes", multiple=True, help="Limit the token to USER/INDEX (repeat).")
+@click.option("--expires", default=None, help="YYYY-MM-DD, an ISO date-time, or e.g. 30d.")
+@click.option("--user", "owner", default=None, help="Whose token (default: --auth-user).")
+@server_options
+def token_create(
+    name: str,
+    scopes: tuple[str, ...],
+    indexes: tuple[str, ...],
+    expires: str | None,
+    owner: str | None,
+    **kw: Any,
+) -> None:
+    """Create a token; its secret is printed alone on the last line, this one time."""
+    body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+    if indexes:
+        body["indexes"] = list(indexes)
+    if expires:
+        body["expires"] = expires
+    result = call(kw, "POST", f"/{owner or kw['auth_user']}/+tokens", body)["result"]
+    click.echo(
+        f"token {result['id']} ({result['name']}): scopes {', '.join(result['scopes'])}"
+        + (f"; indexes {', '.join(result['indexes'])}" if result["indexes"] else "")
+        + (f"; expires {result['expires']}" if result["expires"] else "")
+    )
+    click.echo(result["token"])
+
+
+@token_group.command("list")
+@click.option("--user", "owner", default=None, help="Whose tokens (default: --auth-user).")
+@server_options
+def token_list(owner: str | None, **kw: Any) -> None:
+    for token in call(kw, "GET", f"/{owner or kw['auth_user']}/+tokens")["result"]:
+        click.echo(
+            f"{token['id']}  {token['name']}  scopes={','.join(token['scopes'])}  "
+            f"indexes={','.join(token['indexes'] or ['*'])}  created={token['created']}  "
+            f"expires={token['expires'] or '-'}  last_used={token['last_used'] or '-'}"
+        )
+
+
+@token_group.command("revoke")
+@click.argument("token_id")
+@click.option("--user", "owner", default=None, help="Whose token (default: --auth-user).")
+@server_options
+def token_revoke(token_id: str, owner: str | None, **kw: Any) -> None:
+    _echo(call(kw, "DELETE", f"/{owner or kw['auth_user']}/+tokens/{token_id}"))

@@ -46,10 +46,11 @@ async def get_index_view(request: web.Request) -> web.Response:
 async def _authorize_change(request: web.Request, user: str, touches_upstream: bool) -> None:
     """Who may change this index. Authentication and the upstream checks (DNS, the
     CA bundle) run here, before the write transaction opens."""
-    actor = await require_login(request)
-    require_self_or_root(actor, user)
+    principal = await require_login(request)
+    principal.require("admin")
+    require_self_or_root(principal.user, user)
     if touches_upstream:
-        require_root_for_upstream(actor)
+        require_root_for_upstream(principal.user)
 
 
 async def put_index(request: web.Request) -> web.Response:
@@ -83,8 +84,7 @@ async def patch_index(request: web.Request) -> web.Response:
 async def delete_index_view(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
     db = request.app[DATABASE]
-    actor = await require_login(request)
-    require_self_or_root(actor, user)
+    await _authorize_change(request, user, touches_upstream=False)
     async with db.write() as session:
         await delete_index(session, user, name)
     return api_response("message", f"index {user}/{name} deleted", serial=db.serial)

@@ -28,7 +28,9 @@ async def refresh(request: web.Request) -> web.Response:
         or not all(isinstance(p, str) and is_valid_project_name(p) for p in projects)
     ):
         raise BadRequest(f'send {{"projects": [NAME, …]}} with 1 to {MAX_PROJECTS} project names')
-    require_self_or_root(await require_login(request), user)
+    principal = await require_login(request)
+    principal.require("admin")
+    require_self_or_root(principal.user, user)
     async with request.app[DATABASE].read() as session:
         index = await require_index(session, user, name)
     if not index.is_mirror:

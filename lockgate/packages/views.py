@@ -55,6 +55,13 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     return blob_response(request, known.sha256, "application/octet-stream")
 
 
+async def _releaser(request: web.Request, user: str, name: str) -> str:
+    """The user changing releases of `user/name` (a token needs the upload scope)."""
+    principal = await require_login(request)
+    principal.require("upload", f"{user}/{name}")
+    return principal.user
+
+
 def _release_in_path(request: web.Request) -> tuple[str, str, str, str]:
     user, name = request.match_info["user"], request.match_info["index"]
     project = canonicalize_name(request.match_info["project"])
@@ -67,7 +74,7 @@ def _release_in_path(request: web.Request) -> tuple[str, str, str, str]:
 
 async def delete_release_view(request: web.Request) -> web.Response:
     user, name, project, version = _release_in_path(request)
-    actor = await require_login(request)
+    actor = await _releaser(request, user, name)
     db = request.app[DATABASE]
     async with db.write() as session:
         await delete_release(session, actor, user, name, project, version)
@@ -83,7 +90,7 @@ async def patch_release(request: web.Request) -> web.Response:
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
         raise BadRequest(f"'reason' must be a string of at most {MAX_REASON_CHARS} characters")
     user, name, project, version = _release_in_path(request)
-    actor = await require_login(request)
+    actor = await _releaser(request, user, name)
     db = request.app[DATABASE]
     async with db.write() as session:
         await yank_release(
@@ -96,7 +103,7 @@ async def patch_release(request: web.Request) -> web.Response:
 async def delete_file_view(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
     prefix, filename = request.match_info["hash"], request.match_info["filename"]
-    actor = await require_login(request)
+    actor = await _releaser(request, user, name)
     db = request.app[DATABASE]
     async with db.write() as session:
         await delete_file(session, actor, user, name, prefix, filename)
@@ -106,7 +113,7 @@ async def delete_file_view(request: web.Request) -> web.Response:
 async def delete_project_view(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
     project = canonicalize_name(request.match_info["project"])
-    actor = await require_login(request)
+    actor = await _releaser(request, user, name)
     db = request.app[DATABASE]
     async with db.write() as session:
         index = await delete_project(session, actor, user, name, project)

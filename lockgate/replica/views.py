@@ -32,9 +32,12 @@ def _number_param(request: web.Request, name: str, default: float) -> float:
 
 
 async def _require_root(request: web.Request, what: str) -> None:
-    # Entries carry password hashes: only root (replicas log in as root) reads them.
-    if await require_login(request) != ROOT_USER:
+    # Entries carry password and token hashes: only root reads them, a replica with a
+    # `replicate` token of root's.
+    principal = await require_login(request)
+    if principal.user != ROOT_USER:
         raise Forbidden(f"only root may read {what}")
+    principal.require("replicate")
 
 
 async def changelog(request: web.Request) -> web.StreamResponse:

@@ -44,6 +44,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/+changelog", replication.changelog, name="changelog")
     r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
 
+    r.add_post(f"/{U}/+tokens", accounts.create_token_view, name="tokens")
+    r.add_get(f"/{U}/+tokens", accounts.list_tokens_view)
+    r.add_delete(f"/{U}/+tokens/{{token:[0-9a-f]{{1,32}}}}", accounts.revoke_token_view)
+
     r.add_get(f"/{U}/{I}/+simple/", simple.simple_list, name="simple_list")
     r.add_get(f"/{U}/{I}/+simple", simple.simple_list_redirect)
     r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}/", simple.simple_project, name="simple")

@@ -16,11 +16,10 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.client_exceptions import ClientPayloadError
 from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader
 
-from lockgate.accounts.auth import credentials_valid
+from lockgate.accounts.auth import authenticate
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
 from lockgate.errors import BadRequest, Forbidden, Unauthorized
-from lockgate.http.basic_auth import basic_credentials
 from lockgate.indexes.services import require_index
 from lockgate.storage.blobs import BLOBS, BlobStore, Digests, HashingWriter
 from lockgate.uploads.services import check_upload, require_stage, store_upload
@@ -141,25 +140,26 @@ async def _stream_to_file(
     return writer.digests()
 
 
-async def _authenticate(request: web.Request) -> str:
-    credentials = basic_credentials(request)
-    if credentials is None:
+async def _authenticate(request: web.Request, index_path: str) -> str:
+    """The uploader, in Warehouse's words when that fails (403 for bad credentials)."""
+    try:
+        principal = await authenticate(request)
+    except Unauthorized as exc:
+        detail = "wrong user or password" if "password" in exc.message else exc.message
+        raise Forbidden(f"Invalid or non-existent authentication information: {detail}.") from None
+    if principal is None:
         raise Unauthorized(
             "Invalid or non-existent authentication information: "
-            "upload with your lockgate user name and password."
+            "upload with your lockgate user name and password, or __token__ and a token."
         )
-    name, password = credentials
-    if not await credentials_valid(request, name, password):
-        raise Forbidden(
-            "Invalid or non-existent authentication information: wrong user or password."
-        )
-    return name
+    principal.require("upload", index_path)
+    return principal.user
 
 
 async def upload(request: web.Request) -> web.Response:
     settings, blobs, db = request.app[SETTINGS], request.app[BLOBS], request.app[DATABASE]
     user, index_name = request.match_info["user"], request.match_info["index"]
-    actor = await _authenticate(request)
+    actor = await _authenticate(request, f"{user}/{index_name}")
     async with db.read() as session:
         index = await require_index(session, user, index_name)
     require_stage(index)
