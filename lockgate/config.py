@@ -19,6 +19,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 
+PRIMARY_PASSWORD_REFUSED = (
+    "a replica no longer follows its primary with root's password: on the primary, as "
+    "root, run `lockgate token create --name replica --scope replicate` and give the "
+    "replica that token with --primary-token or LOCKGATE_PRIMARY_TOKEN (remove "
+    "--primary-password / LOCKGATE_PRIMARY_PASSWORD / primary_password)"
+)
+
+
 def parse_allow(value: Any) -> tuple[str, ...]:
     """`upstream_allow` from TOML (a list) or a flag/variable (comma-separated)."""
     if value is None:
@@ -62,8 +70,10 @@ class Settings:
     upstream_allow: tuple[str, ...] = ()
     # Replica role: the primary (or upstream replica) this server follows.
     primary_url: str | None = None
-    primary_user: str = "root"
-    primary_password: str | None = None
+    # A token of the primary's root with the `replicate` scope (never written to a file).
+    primary_token: str | None = None
+    # Set when the retired primary_password setting is still given (serve refuses it).
+    primary_password_given: bool = False
 
     @property
     def is_replica(self) -> bool:
@@ -117,8 +127,8 @@ def load_settings(serverdir: Path, **flags: Any) -> Settings:
         public_url=(str(pick("public_url", "")).rstrip("/") or None),
         upstream_allow=parse_allow(pick("upstream_allow", ())),
         primary_url=(str(pick("primary_url", "")).rstrip("/") or None),
-        primary_user=str(pick("primary_user", "root")),
-        primary_password=(str(pick("primary_password", "")) or None),
+        primary_token=(str(pick("primary_token", "")) or None),
+        primary_password_given=pick("primary_password", None) is not None,
     )
 
 

@@ -51,12 +51,11 @@ def _write_config(
     path: Path,
     db_url: str | None,
     upstream_allow: tuple[str, ...],
-    primary: tuple[str, str] | None = None,
+    primary_url: str | None = None,
 ) -> None:
     lines = ["[server]", f"format = {FORMAT_VERSION}"]
-    if primary:
-        lines.append(f"primary_url = {_toml_string(primary[0])}")
-        lines.append(f"primary_user = {_toml_string(primary[1])}")
+    if primary_url:
+        lines.append(f"primary_url = {_toml_string(primary_url)}")
     if db_url:
         lines.append(f"db = {_toml_string(db_url)}")
     if upstream_allow:
@@ -196,7 +195,7 @@ def init_replica(settings: Settings, *, db_url_given: bool) -> None:
             path,
             settings.db_url if db_url_given else None,
             tuple(settings.upstream_allow),
-            (settings.primary_url, settings.primary_user),
+            settings.primary_url,
         )
     except BaseException:
         if created:
@@ -226,8 +225,8 @@ def promote(path: Path) -> str:
     primary = server.pop("primary_url", None)
     if not primary:
         raise ServerDirError(f"{path} is not a replica (no primary_url in {CONFIG_FILENAME})")
-    server.pop("primary_user", None)
-    server.pop("primary_password", None)
+    server.pop("primary_user", None)  # written by lockgate before tokens
+    server.pop("primary_token", None)
     lines = ["[server]", *(f"{key} = {_toml_value(value)}" for key, value in server.items())]
     temp = config_path.with_suffix(".tmp")
     temp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -13,7 +13,7 @@ from lockgate.cli.common import SERVERDIR_OPTION, ready_settings
 from lockgate.cli.common import resolve_serverdir as _serverdir
 from lockgate.cli.mirror import mirror_group
 from lockgate.cli.transfer import export_command, import_command
-from lockgate.config import Settings, load_settings
+from lockgate.config import PRIMARY_PASSWORD_REFUSED, Settings, load_settings
 
 
 def _print_password(result_password: str) -> None:
@@ -102,13 +102,13 @@ def init(
     default=None,
     help="Run as a read-only replica following this primary (or replica) URL.",
 )
-@click.option("--primary-user", default=None, help="Root login on the primary (default root).")
 @click.option(
-    "--primary-password",
-    envvar="LOCKGATE_PRIMARY_PASSWORD",
+    "--primary-token",
+    envvar="LOCKGATE_PRIMARY_TOKEN",
     default=None,
-    help="Password of --primary-user on the primary.",
+    help="A token of the primary's root with the 'replicate' scope.",
 )
+@click.option("--primary-password", envvar="LOCKGATE_PRIMARY_PASSWORD", hidden=True)
 @click.option(
     "--public-url",
     default=None,
@@ -126,7 +126,7 @@ def serve(
     allow_self_registration: bool | None,
     max_upload_bytes: int | None,
     primary_url: str | None,
-    primary_user: str | None,
+    primary_token: str | None,
     primary_password: str | None,
     public_url: str | None,
     log_format: str | None,
@@ -148,11 +148,19 @@ def serve(
         "max_upload_bytes": max_upload_bytes,
         "public_url": public_url,
         "primary_url": primary_url,
-        "primary_user": primary_user,
+        "primary_token": primary_token,
         "primary_password": primary_password,
         "log_format": log_format,
     }
     settings = load_settings(path, **flags)
+    if settings.primary_password_given:
+        raise click.ClickException(PRIMARY_PASSWORD_REFUSED)
+    if settings.is_replica and not settings.primary_token:
+        raise click.ClickException(
+            f"a replica needs a token to follow {settings.primary_url}: on the primary, as "
+            "root, run `lockgate token create --name replica --scope replicate` and pass it "
+            "with --primary-token or LOCKGATE_PRIMARY_TOKEN"
+        )
     if not is_serverdir(path):
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise click.ClickException(

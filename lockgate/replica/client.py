@@ -1,4 +1,4 @@
-"""The replica's one client towards its primary (root credentials, timeouts)."""
+"""The replica's one client towards its primary (a `replicate` token of root's, timeouts)."""
 
 from __future__ import annotations
 
@@ -22,17 +22,13 @@ class PrimaryClient:
     def __init__(self, settings: Settings) -> None:
         assert settings.primary_url
         self.url = settings.primary_url.rstrip("/")
-        self._auth = (
-            aiohttp.BasicAuth(settings.primary_user, settings.primary_password)
-            if settings.primary_password
-            else None
-        )
+        self._token = settings.primary_token
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         headers = {"User-Agent": USER_AGENT}
-        if self._auth is not None:
-            headers["Authorization"] = self._auth.encode()
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
         self._session = aiohttp.ClientSession(headers=headers, trust_env=True)
 
     async def close(self) -> None:

@@ -69,8 +69,9 @@ class Follower:
         ) as response:
             if response.status in (401, 403):
                 raise PrimaryUnavailable(
-                    f"the primary refused our credentials ({response.status}): set "
-                    "--primary-user/--primary-password to a root login of the primary"
+                    f"the primary refused our token ({response.status}): it was revoked, "
+                    "expired or lacks the 'replicate' scope; serving what we have until "
+                    "the replica is given a new one (--primary-token)"
                 )
             if response.status != 200:
                 raise PrimaryUnavailable(f"the primary answered {response.status} to /+changelog")

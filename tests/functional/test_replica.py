@@ -13,11 +13,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.functional.test_changelog_replay import _digest, _source_url
+from tests.support.databases import PostgresDatabases
 from tests.support.dists import make_sdist, make_wheel
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.server import LOCKGATE, ROOT_PASSWORD, Clients, LockgateServer, upload_form
+from tests.support.server import LOCKGATE, Clients, LockgateServer, upload_form
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
+
+
+def replicate_token(primary: LockgateServer) -> str:
+    """A token of the primary's root that may follow it, and do nothing else."""
+    response = primary.request(
+        "POST",
+        "/root/+tokens",
+        auth=primary.root_auth(),
+        json={"name": "replica", "scopes": ["replicate"]},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["result"]["token"])
 
 
 def _wait_caught_up(primary: LockgateServer, replica: LockgateServer, seconds: float = 20) -> None:
@@ -44,7 +57,7 @@ def test_replica_follows_serves_and_survives_its_primary(
             tmp_path / "replica",
             make_db_url(),
             primary=primary.url,
-            primary_password=ROOT_PASSWORD,
+            primary_token=replicate_token(primary),
         ).start()
         try:
             primary.create_user("rita", "rita-pw")
@@ -102,13 +115,12 @@ def test_chains_read_your_writes_promotion_and_divergence(
     tmp_path: Path,
 ) -> None:
     primary = make_server("primary")
+    token = replicate_token(primary)  # tokens replicate: the site accepts it for the sub too
     site = LockgateServer(
-        tmp_path / "site", make_db_url(), primary=primary.url, primary_password=ROOT_PASSWORD
+        tmp_path / "site", make_db_url(), primary=primary.url, primary_token=token
     ).start()
     sub_db = make_db_url()
-    sub = LockgateServer(
-        tmp_path / "sub", sub_db, primary=site.url, primary_password=ROOT_PASSWORD
-    ).start()
+    sub = LockgateServer(tmp_path / "sub", sub_db, primary=site.url, primary_token=token).start()
     servers = [site, sub]
     try:
         primary.create_user("cy", "cy-pw")
@@ -138,6 +150,7 @@ def test_chains_read_your_writes_promotion_and_divergence(
         site.stop()
         promoted = subprocess_lockgate("promote", "--serverdir", str(site_dir))
         assert promoted.returncode == 0, promoted.stderr
+        restore_backup = _backup(site_dir, site_db)  # what an operator might restore later
         new_primary = _on_port(LockgateServer(site_dir, site_db), site_port).start()
         servers.append(new_primary)
         newer = make_wheel(tmp_path, "chained", "2.0")
@@ -146,13 +159,14 @@ def test_chains_read_your_writes_promotion_and_divergence(
         assert new_primary.serial() == before + 1, "serials continue on the promoted node"
         _wait_caught_up(new_primary, sub)
 
-        # A different history appears at the primary's address: the sub-site refuses it.
+        # The primary is restored from the older backup and takes other writes: the
+        # sub-site's token is still valid there, but the history diverged: refused.
         new_primary.stop()
-        stranger = _on_port(LockgateServer(tmp_path / "stranger", make_db_url()), site_port)
-        stranger.start()
-        servers.append(stranger)
-        stranger.create_user("zed", "zed-pw")
-        stranger.create_user("zoe", "zoe-pw")
+        restore_backup()
+        restored = _on_port(LockgateServer(site_dir, site_db), site_port).start()
+        servers.append(restored)
+        restored.create_user("zed", "zed-pw")
+        restored.create_user("zoe", "zoe-pw")
         deadline = time.monotonic() + 20
         status: dict[str, object] = {}
         while time.monotonic() < deadline:
@@ -166,6 +180,94 @@ def test_chains_read_your_writes_promotion_and_divergence(
     finally:
         for server in servers:
             server.stop()
+
+
+def _backup(serverdir: Path, db_url: str | None) -> Callable[[], None]:
+    """Back up a stopped server's database; returns what restores it."""
+    if db_url is None:
+        saved = {p.name: p.read_bytes() for p in serverdir.glob("lockgate.sqlite*")}
+
+        def restore_sqlite() -> None:
+            for path in serverdir.glob("lockgate.sqlite*"):
+                path.unlink()
+            for name, data in saved.items():
+                (serverdir / name).write_bytes(data)
+
+        return restore_sqlite
+    name = db_url.rsplit("/", 1)[1]
+    admin = PostgresDatabases()
+    with admin._admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}_backup" TEMPLATE "{name}"')
+
+    def restore_postgres() -> None:
+        with admin._admin() as conn:
+            conn.execute(f'DROP DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{name}_backup"')
+            conn.execute(f'DROP DATABASE "{name}_backup"')
+
+    return restore_postgres
+
+
+def test_replica_token_follows_only_and_revoking_it_stops_the_replica(
+    make_server: Callable[..., LockgateServer],
+    make_db_url: Callable[[], str | None],
+    clients: Clients,
+    tmp_path: Path,
+) -> None:
+    primary = make_server("primary")
+    token = replicate_token(primary)
+    # The root password is no longer accepted for following, and says what to do instead.
+    refused = subprocess.run(
+        [LOCKGATE, "serve", "--serverdir", str(tmp_path / "old"), "--primary", primary.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_clean_env(), "LOCKGATE_PRIMARY_PASSWORD": "root-pw"},
+    )
+    assert refused.returncode != 0 and "--primary-token" in refused.stderr
+    assert not (tmp_path / "old").exists()
+    missing = subprocess_lockgate(
+        "serve", "--serverdir", str(tmp_path / "none"), "--primary", primary.url
+    )
+    assert missing.returncode != 0 and "needs a token" in missing.stderr
+
+    replica = LockgateServer(
+        tmp_path / "replica", make_db_url(), primary=primary.url, primary_token=token
+    ).start()
+    try:
+        primary.create_user("val", "val-pw")
+        primary.create_index("val/dev", ("val", "val-pw"))
+        _wait_caught_up(primary, replica)
+        # The replicate token follows; it can do nothing else on the primary.
+        wheel = make_wheel(tmp_path, "sneaky", "1.0")
+        upload = clients.twine_upload(f"{primary.url}/val/dev/", [wheel], "__token__", token)
+        assert (
+            upload.returncode != 0 and "lacks the 'upload' scope" in upload.stdout + upload.stderr
+        )
+        admin = primary.request("PUT", "/root/other", auth=("__token__", token), json={})
+        assert admin.status_code == 403
+        # Revoked: the replica stops following, says why, and keeps serving what it has.
+        token_id = primary.request("GET", "/root/+tokens", auth=primary.root_auth()).json()[
+            "result"
+        ][0]["id"]
+        assert primary.request("DELETE", f"/root/+tokens/{token_id}", auth=primary.root_auth()).ok
+        primary.create_user("after", "after-pw")
+        deadline = time.monotonic() + 30
+        status: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            status = replica.get("/+status").json()["replication"]
+            if status["last_error"] and "refused our token" in str(status["last_error"]):
+                break
+            time.sleep(0.2)
+        assert "refused our token" in str(status["last_error"]), status
+        assert replica.get("/after").status_code == 404
+        assert replica.get("/val").status_code == 200
+    finally:
+        replica.stop()
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")}
 
 
 def subprocess_lockgate(*args: str) -> subprocess.CompletedProcess[str]:
