@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lockgate import migrations
 from lockgate.accounts.services import ROOT_USER, create_user, prepare_new_user
-from lockgate.changelog.codec import GENESIS_HASH
+from lockgate.changelog.codec import GENESIS_HASH, SYSTEM
 from lockgate.config import CONFIG_FILENAME, Settings
 from lockgate.db.engine import DatabaseURLError, normalize_url
 from lockgate.db.session import Database
@@ -94,12 +94,13 @@ async def _bootstrap(settings: Settings, root_password: str, upstream: str) -> N
                 )
             session.add(new_state(uuid.uuid4().hex, GENESIS_HASH))
             await session.flush()
-            await create_user(session, ROOT_USER, root)
+            await create_user(session, ROOT_USER, root, SYSTEM)
             await create_index(
                 session,
                 ROOT_USER,
                 "pypi",
                 {"type": "mirror", "mirror_url": upstream, "title": "PyPI mirror"},
+                SYSTEM,
             )
     finally:
         await database.dispose()

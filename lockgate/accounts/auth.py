@@ -25,6 +25,7 @@ from lockgate.accounts.tokens import (
     note_use,
     token_for_secret,
 )
+from lockgate.changelog.codec import Actor
 from lockgate.db.session import DATABASE
 from lockgate.errors import Forbidden, ServiceUnavailable, Unauthorized
 from lockgate.http.basic_auth import basic_credentials
@@ -44,6 +45,11 @@ class Principal:
     token_id: str | None = None
     scopes: frozenset[str] | None = None  # None: a password login may do all its user may
     indexes: tuple[str, ...] | None = None  # None: not limited to some indexes
+
+    @property
+    def actor(self) -> Actor:
+        """Who the changelog records for this caller's changes."""
+        return Actor(self.user, self.token_id)
 
     @property
     def is_root(self) -> bool:

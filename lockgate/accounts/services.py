@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lockgate.accounts.entries import UserDelete, UserPut
 from lockgate.accounts.models import User
 from lockgate.accounts.passwords import hash_password
+from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import record, utcnow_iso
 from lockgate.errors import BadRequest, Conflict, Forbidden, NotFound
 from lockgate.names import check_name
@@ -105,7 +106,9 @@ async def prepare_user_change(data: dict[str, Any]) -> UserChange:
     return UserChange(password_hash, email)
 
 
-async def create_user(session: AsyncSession, name: str, change: UserChange) -> UserSummary:
+async def create_user(
+    session: AsyncSession, name: str, change: UserChange, actor: Actor
+) -> UserSummary:
     check_name("user", name)
     if change.password_hash is None:
         raise BadRequest("a non-empty 'password' is required")
@@ -117,11 +120,14 @@ async def create_user(session: AsyncSession, name: str, change: UserChange) -> U
         UserPut(
             name=name, password_hash=change.password_hash, email=email, created_at=utcnow_iso()
         ),
+        actor,
     )
     return await require_user(session, name)
 
 
-async def modify_user(session: AsyncSession, name: str, change: UserChange) -> UserSummary:
+async def modify_user(
+    session: AsyncSession, name: str, change: UserChange, actor: Actor
+) -> UserSummary:
     user = await get_user(session, name)
     if user is None:
         raise NotFound(f"user {name!r} does not exist")
@@ -133,12 +139,13 @@ async def modify_user(session: AsyncSession, name: str, change: UserChange) -> U
             email=user.email if change.email is _UNCHANGED else change.email,
             created_at=user.created_at,
         ),
+        actor,
     )
     return await require_user(session, name)
 
 
-async def delete_user(session: AsyncSession, name: str) -> None:
+async def delete_user(session: AsyncSession, name: str, actor: Actor) -> None:
     await require_user(session, name)
     if name == ROOT_USER:
         raise Forbidden("the root user cannot be deleted")
-    await record(session, UserDelete(name=name))
+    await record(session, UserDelete(name=name), actor)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lockgate.accounts.entries import TokenDelete, TokenPut
 from lockgate.accounts.models import Token, TokenUse
 from lockgate.accounts.services import require_user
+from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import record, utcnow_iso
 from lockgate.errors import BadRequest, NotFound
 
@@ -163,7 +164,9 @@ def _info(token: Token, last_used: str | None = None) -> TokenInfo:
     )
 
 
-async def create_token(session: AsyncSession, user: str, spec: TokenSpec, secret: str) -> TokenInfo:
+async def create_token(
+    session: AsyncSession, user: str, spec: TokenSpec, secret: str, actor: Actor
+) -> TokenInfo:
     await require_user(session, user)
     token_id = secrets.token_hex(8)
     await record(
@@ -178,6 +181,7 @@ async def create_token(session: AsyncSession, user: str, spec: TokenSpec, secret
             created_at=utcnow_iso(),
             expires_at=spec.expires_at,
         ),
+        actor,
     )
     token = await session.get(Token, token_id)
     assert token is not None
@@ -197,11 +201,11 @@ async def list_tokens(session: AsyncSession, user: str) -> list[TokenInfo]:
     return [_info(token, used_at) for token, used_at in rows]
 
 
-async def revoke_token(session: AsyncSession, user: str, token_id: str) -> None:
+async def revoke_token(session: AsyncSession, user: str, token_id: str, actor: Actor) -> None:
     token = await session.get(Token, token_id)
     if token is None or token.user_name != user:
         raise NotFound(f"user {user!r} has no token {token_id!r}")
-    await record(session, TokenDelete(id=token_id))
+    await record(session, TokenDelete(id=token_id), actor)
 
 
 async def token_for_secret(session: AsyncSession, secret: str) -> TokenInfo | None:

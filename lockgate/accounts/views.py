@@ -27,10 +27,12 @@ from lockgate.accounts.tokens import (
     parse_token_request,
     revoke_token,
 )
+from lockgate.changelog.codec import Actor
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
 from lockgate.errors import BadRequest, Forbidden, Unauthorized
 from lockgate.http.requests import api_response, read_json_object
+from lockgate.indexes.access import may_read
 from lockgate.indexes.services import IndexView, get_index, user_indexes
 
 
@@ -50,13 +52,26 @@ async def _require_admin_of(request: web.Request, user: str) -> Principal:
     return principal
 
 
+async def _readable(request: web.Request, indexes: list[IndexView]) -> list[IndexView]:
+    """The indexes the caller may see listed (an unreadable index is not listed)."""
+    if all(index.readers.anonymous for index in indexes):
+        return indexes
+    principal = await authenticate(request)
+    return [index for index in indexes if may_read(principal, index.path, index.readers)]
+
+
 async def root_listing(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     async with db.read() as session:
-        result = {
-            user.name: user_config(user, await user_indexes(session, user.name))
-            for user in await list_users(session)
-        }
+        listing = [
+            (user, await user_indexes(session, user.name)) for user in await list_users(session)
+        ]
+    everything = [index for _, indexes in listing for index in indexes]
+    shown = {index.path for index in await _readable(request, everything)}
+    result = {
+        user.name: user_config(user, [index for index in indexes if index.path in shown])
+        for user, indexes in listing
+    }
     return api_response("list:userconfig", result, serial=db.serial)
 
 
@@ -65,7 +80,7 @@ async def get_user_view(request: web.Request) -> web.Response:
     async with request.app[DATABASE].read() as session:
         user = await require_user(session, name)
         indexes = await user_indexes(session, name)
-    return api_response("userconfig", user_config(user, indexes))
+    return api_response("userconfig", user_config(user, await _readable(request, indexes)))
 
 
 async def put_user(request: web.Request) -> web.Response:
@@ -81,8 +96,10 @@ async def put_user(request: web.Request) -> web.Response:
             raise Unauthorized(LOGIN_REQUIRED)
         raise Forbidden("only root may create users on this server")
     change = await prepare_new_user(name, data)
+    # Self-registration is recorded as the new user's own doing.
+    by = principal.actor if principal is not None else Actor(name)
     async with db.write() as session:
-        user = await create_user(session, name, change)
+        user = await create_user(session, name, change, by)
     return api_response("userconfig", user_config(user, []), status=201, serial=db.serial)
 
 
@@ -90,10 +107,10 @@ async def patch_user(request: web.Request) -> web.Response:
     name = request.match_info["user"]
     data = await read_json_object(request)
     db = request.app[DATABASE]
-    await _require_admin_of(request, name)
+    principal = await _require_admin_of(request, name)
     change = await prepare_user_change(data)
     async with db.write() as session:
-        user = await modify_user(session, name, change)
+        user = await modify_user(session, name, change, principal.actor)
         indexes = await user_indexes(session, name)
     return api_response("userconfig", user_config(user, indexes), serial=db.serial)
 
@@ -101,9 +118,9 @@ async def patch_user(request: web.Request) -> web.Response:
 async def delete_user_view(request: web.Request) -> web.Response:
     name = request.match_info["user"]
     db = request.app[DATABASE]
-    await _require_admin_of(request, name)
+    principal = await _require_admin_of(request, name)
     async with db.write() as session:
-        await delete_user(session, name)
+        await delete_user(session, name, principal.actor)
     return api_response("message", f"user {name} deleted", serial=db.serial)
 
 
@@ -135,7 +152,7 @@ async def create_token_view(request: web.Request) -> web.Response:
                 raise BadRequest(f"index {path} does not exist")
     secret = new_secret()
     async with db.write() as session:
-        token = await create_token(session, user, spec, secret)
+        token = await create_token(session, user, spec, secret, principal.actor)
     return api_response("token", {**token.to_api(), "token": secret}, status=201, serial=db.serial)
 
 
@@ -149,8 +166,8 @@ async def list_tokens_view(request: web.Request) -> web.Response:
 
 async def revoke_token_view(request: web.Request) -> web.Response:
     user, token_id = request.match_info["user"], request.match_info["token"]
-    await _require_admin_of(request, user)
+    principal = await _require_admin_of(request, user)
     db = request.app[DATABASE]
     async with db.write() as session:
-        await revoke_token(session, user, token_id)
+        await revoke_token(session, user, token_id, principal.actor)
     return api_response("message", f"token {token_id} of {user} revoked", serial=db.serial)

@@ -45,6 +45,7 @@ class VisibleFile:
     metadata: dict[str, Any]
     core_metadata: bool = False  # metadata available (with or without a known hash)
     url_key: str | None = None  # the `+f/{key}/` segment when there is no sha256
+    uploader: str | None = None  # who uploaded it (stage files)
 
     @property
     def url_path(self) -> str:
@@ -128,6 +129,7 @@ async def project_files(
                     yanked=release.yanked,
                     yanked_reason=release.yanked_reason,
                     metadata=json.loads(release.metadata_json),
+                    uploader=file.uploader,
                 ),
             )
         )

@@ -16,6 +16,8 @@ from typing import Any
 
 GENESIS_HASH = "0" * 64
 ENTRY_KEYS = ("serial", "created_at", "kind", "payload", "prev_hash", "hash")
+# Who caused an entry; absent in entries written before lockgate recorded it.
+ACTOR_KEYS = ("actor", "actor_token")
 
 
 class ChainMismatch(ValueError):
@@ -30,12 +32,39 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def entry_hash(prev_hash: str, serial: int, kind: str, payload_json: str) -> str:
+def entry_hash(
+    prev_hash: str,
+    serial: int,
+    kind: str,
+    payload_json: str,
+    actor: str | None = None,
+    actor_token: str | None = None,
+) -> str:
+    """The chain hash; it covers the actor too, where one is recorded (entries
+    written before actors were recorded hash as they always did)."""
+    parts = [prev_hash, str(serial), kind, payload_json]
+    if actor is not None:
+        parts += [actor, actor_token or ""]
     digest = hashlib.sha256()
-    for part in (prev_hash, str(serial), kind, payload_json):
+    for part in parts:
         digest.update(part.encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused an entry: a user (and the token it used), or `system` for what the
+    server does by itself (mirror fills, gc, bootstrap)."""
+
+    name: str
+    token_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name} (token {self.token_id})" if self.token_id else self.name
+
+
+SYSTEM = Actor("system")
 
 
 @dataclass(frozen=True)
@@ -48,12 +77,27 @@ class Entry:
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+    actor: str | None = None
+    actor_token: str | None = None
 
     def payload_json(self) -> str:
         return canonical_json(self.payload)
 
+    def computed_hash(self) -> str:
+        return entry_hash(
+            self.prev_hash,
+            self.serial,
+            self.kind,
+            self.payload_json(),
+            self.actor,
+            self.actor_token,
+        )
+
+    def caused_by(self) -> Actor | None:
+        return Actor(self.actor, self.actor_token) if self.actor is not None else None
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "serial": self.serial,
             "created_at": self.created_at,
             "kind": self.kind,
@@ -61,11 +105,25 @@ class Entry:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+        if self.actor is not None:
+            data["actor"] = self.actor
+            data["actor_token"] = self.actor_token
+        return data
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> Entry:
-        if not isinstance(data, Mapping) or set(data) != set(ENTRY_KEYS):
-            raise MalformedEntry(f"a changelog entry has exactly the keys {', '.join(ENTRY_KEYS)}")
+        if (
+            not isinstance(data, Mapping)
+            or not set(ENTRY_KEYS) <= set(data)
+            or not set(data) <= {*ENTRY_KEYS, *ACTOR_KEYS}
+        ):
+            raise MalformedEntry(
+                f"a changelog entry has the keys {', '.join(ENTRY_KEYS)} "
+                f"(and {' and '.join(ACTOR_KEYS)})"
+            )
+        actor, actor_token = data.get("actor"), data.get("actor_token")
+        if not isinstance(actor, str | None) or not isinstance(actor_token, str | None):
+            raise MalformedEntry("an entry's actor is a string or null")
         serial, payload = data["serial"], data["payload"]
         if not isinstance(serial, int) or isinstance(serial, bool) or serial < 1:
             raise MalformedEntry(f"invalid serial {serial!r} in a changelog entry")
@@ -75,7 +133,7 @@ class Entry:
         if not all(isinstance(value, str) for value in text):
             raise MalformedEntry(f"entry {serial} has a non-string field")
         created_at, kind, prev_hash, entry_hash_ = text
-        return Entry(serial, created_at, kind, payload, prev_hash, entry_hash_)
+        return Entry(serial, created_at, kind, payload, prev_hash, entry_hash_, actor, actor_token)
 
 
 def encode_line(entry: Entry) -> str:
@@ -112,8 +170,7 @@ class ChainCursor:
             found.append(
                 f"entry {entry.serial} does not follow this history (previous hash differs)"
             )
-        content_hash = entry_hash(entry.prev_hash, entry.serial, entry.kind, entry.payload_json())
-        if content_hash != entry.hash:
+        if entry.computed_hash() != entry.hash:
             found.append(f"entry {entry.serial} is corrupt (hash does not match its content)")
         self.serial, self.last_hash = entry.serial, entry.hash
         return found

@@ -17,3 +17,6 @@ class ChangelogEntry(Base):
     payload: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Who caused it: a user name or "system", and the token used (None before 0006).
+    actor: Mapped[str | None] = mapped_column(String(64))
+    actor_token: Mapped[str | None] = mapped_column(String(32))

@@ -23,7 +23,14 @@ from lockgate.db.state import require_state
 
 def entry_from_row(row: ChangelogEntry) -> Entry:
     return Entry(
-        row.serial, row.created_at, row.kind, json.loads(row.payload), row.prev_hash, row.hash
+        row.serial,
+        row.created_at,
+        row.kind,
+        json.loads(row.payload),
+        row.prev_hash,
+        row.hash,
+        row.actor,
+        row.actor_token,
     )
 
 
@@ -57,6 +64,8 @@ async def apply_foreign_entry(session: AsyncSession, registry: EntryRegistry, en
             payload=entry.payload_json(),
             prev_hash=entry.prev_hash,
             hash=entry.hash,
+            actor=entry.actor,
+            actor_token=entry.actor_token,
         )
     )
     state.serial = entry.serial

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockgate.changelog.codec import canonical_json, entry_hash
+from lockgate.changelog.codec import Actor, canonical_json, entry_hash
 from lockgate.changelog.models import ChangelogEntry
 from lockgate.changelog.payloads import Payload
 from lockgate.db.models import ServerState
@@ -44,8 +44,9 @@ async def lock_serial(session: AsyncSession) -> ServerState:
     return (await session.execute(locked)).scalar_one()
 
 
-async def record(session: AsyncSession, payload: Payload) -> int:
-    """Append one entry and apply it; returns its serial. The caller commits.
+async def record(session: AsyncSession, payload: Payload, actor: Actor) -> int:
+    """Append one entry, caused by `actor`, and apply it; returns its serial. The
+    caller commits.
 
     The counter row is locked here, as late as possible in the transaction, so
     writers hold it only for the few statements between this call and COMMIT
@@ -54,7 +55,9 @@ async def record(session: AsyncSession, payload: Payload) -> int:
     state = await lock_serial(session)
     serial = state.serial + 1
     payload_json = canonical_json(payload.to_json())
-    new_hash = entry_hash(state.last_hash, serial, payload.KIND, payload_json)
+    new_hash = entry_hash(
+        state.last_hash, serial, payload.KIND, payload_json, actor.name, actor.token_id
+    )
     session.add(
         ChangelogEntry(
             serial=serial,
@@ -63,6 +66,8 @@ async def record(session: AsyncSession, payload: Payload) -> int:
             payload=payload_json,
             prev_hash=state.last_hash,
             hash=new_hash,
+            actor=actor.name,
+            actor_token=actor.token_id,
         )
     )
     state.serial = serial
@@ -72,8 +77,8 @@ async def record(session: AsyncSession, payload: Payload) -> int:
     return serial
 
 
-async def record_alone(db: Database, payload: Payload) -> int:
+async def record_alone(db: Database, payload: Payload, actor: Actor) -> int:
     """Record one entry in a write transaction of its own (a change that depends
     on nothing read under the lock: a cached upstream page, file or list)."""
     async with db.write() as session:
-        return await record(session, payload)
+        return await record(session, payload, actor)

@@ -11,6 +11,7 @@ from lockgate import __version__
 from lockgate.cli.admin import index_group, token_group, user_group
 from lockgate.cli.common import SERVERDIR_OPTION, ready_settings
 from lockgate.cli.common import resolve_serverdir as _serverdir
+from lockgate.cli.log import log_command
 from lockgate.cli.mirror import mirror_group
 from lockgate.cli.transfer import export_command, import_command
 from lockgate.config import PRIMARY_PASSWORD_REFUSED, Settings, load_settings
@@ -332,3 +333,4 @@ main.add_command(token_group)
 main.add_command(mirror_group)
 main.add_command(export_command)
 main.add_command(import_command)
+main.add_command(log_command)

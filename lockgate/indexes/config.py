@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from packaging.utils import canonicalize_name
 
 from lockgate.errors import BadRequest
+from lockgate.names import NAME_RE as _USER_NAME_RE
 from lockgate.names import is_valid_project_name
 from lockgate.urls import redact_url
 
@@ -27,8 +28,19 @@ DEFAULT_MIRROR_OFFLINE_RETRY = 10.0
 MAX_SECONDS = 86400
 MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024
 ANONYMOUS = ":ANONYMOUS:"
+AUTHENTICATED = ":AUTHENTICATED:"
+SPECIAL_READERS = (ANONYMOUS, AUTHENTICATED)
 
-STAGE_KEYS = {"type", "bases", "volatile", "acl_upload", "mirror_whitelist", "title", "description"}
+STAGE_KEYS = {
+    "type",
+    "bases",
+    "volatile",
+    "acl_upload",
+    "acl_read",
+    "mirror_whitelist",
+    "title",
+    "description",
+}
 MIRROR_KEYS = {
     "type",
     "mirror_url",
@@ -37,6 +49,7 @@ MIRROR_KEYS = {
     "mirror_timeout",
     "mirror_offline_retry",
     "mirror_ca_bundle",
+    "acl_read",
     "volatile",
     "title",
     "description",
@@ -52,6 +65,7 @@ class StageConfig:
     """An index that holds uploads and inherits its bases."""
 
     acl_upload: tuple[str, ...]  # who may upload; the owner by default
+    acl_read: tuple[str, ...] = (ANONYMOUS,)  # who may read, besides its owner and root
     bases: tuple[str, ...] = ()
     volatile: bool = True  # false: releases can never be overwritten or deleted
     mirror_whitelist: tuple[str, ...] = ()  # normalized names, or "*"
@@ -76,6 +90,7 @@ class MirrorConfig:
     mirror_offline_retry: float = DEFAULT_MIRROR_OFFLINE_RETRY
     mirror_ca_bundle: str = ""  # extra CA certificates (a PEM file on the server)
     mirror_no_project_list: bool = False
+    acl_read: tuple[str, ...] = (ANONYMOUS,)
     volatile: bool = False
     title: str = ""
     description: str = ""
@@ -111,9 +126,13 @@ def from_stored(index_type: str, data: dict[str, Any], owner: str) -> IndexConfi
     added to the format later take their defaults."""
     if index_type == "mirror":
         names = {f.name for f in dataclasses.fields(MirrorConfig) if f.init}
-        return MirrorConfig(**{key: value for key, value in data.items() if key in names})
+        values = {key: value for key, value in data.items() if key in names}
+        if "acl_read" in values:
+            values["acl_read"] = tuple(values["acl_read"])
+        return MirrorConfig(**values)
     return StageConfig(
         acl_upload=tuple(data.get("acl_upload", [owner])),
+        acl_read=tuple(data.get("acl_read", [ANONYMOUS])),
         bases=tuple(data.get("bases", [])),
         volatile=bool(data.get("volatile", True)),
         mirror_whitelist=tuple(data.get("mirror_whitelist", [])),
@@ -186,6 +205,25 @@ def ca_bundle_of(data: dict[str, Any]) -> str:
     return bundle
 
 
+def _acl_read(data: dict[str, Any]) -> tuple[str, ...]:
+    """Who may read: :ANONYMOUS: (everyone, the default), :AUTHENTICATED: or user names."""
+    readers = _as_list(data.get("acl_read", [ANONYMOUS]), "acl_read")
+    if not readers:
+        raise BadRequest(
+            "'acl_read' cannot be empty: list user names, :AUTHENTICATED: or :ANONYMOUS: "
+            "(the owner and root may always read)"
+        )
+    for reader in readers:
+        if reader.startswith(":") and reader not in SPECIAL_READERS:
+            raise BadRequest(
+                f"unknown special reader {reader!r} in 'acl_read': use "
+                f"{' or '.join(SPECIAL_READERS)}, or user names"
+            )
+        if not reader.startswith(":") and not _USER_NAME_RE.match(reader):
+            raise BadRequest(f"invalid user name {reader!r} in 'acl_read'")
+    return tuple(dict.fromkeys(readers))
+
+
 def _mirror_config(data: dict[str, Any], common: dict[str, str]) -> MirrorConfig:
     if _as_list(data.get("bases"), "bases"):
         raise BadRequest("a mirror index cannot have bases")
@@ -209,6 +247,7 @@ def _mirror_config(data: dict[str, Any], common: dict[str, str]) -> MirrorConfig
         mirror_no_project_list=_as_bool(
             data.get("mirror_no_project_list", False), "mirror_no_project_list"
         ),
+        acl_read=_acl_read(data),
         volatile=_as_bool(data.get("volatile", False), "volatile"),
         **common,
     )
@@ -232,6 +271,7 @@ def _stage_config(
             raise BadRequest(f"invalid project name {project!r} in 'mirror_whitelist'")
     return StageConfig(
         acl_upload=tuple(_as_list(data.get("acl_upload", [owner]), "acl_upload")),
+        acl_read=_acl_read(data),
         bases=tuple(bases),
         volatile=_as_bool(data.get("volatile", True), "volatile"),
         mirror_whitelist=tuple(
@@ -260,3 +300,34 @@ def parse_config(owner: str, name: str, data: dict[str, Any]) -> IndexConfig:
     if index_type == "mirror":
         return _mirror_config(data, common)
     return _stage_config(owner, name, data, common)
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Who may read an index: its owner, root, and what `acl_read` says."""
+
+    owner: str
+    acl: tuple[str, ...]
+
+    @property
+    def anonymous(self) -> bool:
+        return ANONYMOUS in self.acl
+
+    def admits(self, user: str | None, root: str) -> bool:
+        if self.anonymous:
+            return True
+        if user is None:
+            return False
+        return user in (self.owner, root) or AUTHENTICATED in self.acl or user in self.acl
+
+    def within(self, other: Readers, root: str) -> bool:
+        """Whether everyone who may read this index may read `other` too."""
+        if other.anonymous:
+            return True
+        if self.anonymous:
+            return False
+        if AUTHENTICATED in other.acl:
+            return True
+        if AUTHENTICATED in self.acl:
+            return False
+        return all(other.admits(user, root) for user in (self.owner, *self.acl))

@@ -12,12 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.accounts.services import ROOT_USER, require_user
+from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import record
 from lockgate.db.session import Database
 from lockgate.errors import BadRequest, Conflict, Forbidden, NotFound
 from lockgate.indexes.config import (
     IndexConfig,
     MirrorConfig,
+    Readers,
     StageConfig,
     ca_bundle_of,
     check_ca_bundle,
@@ -67,6 +69,10 @@ class IndexView:
     @property
     def volatile(self) -> bool:
         return self.config.volatile
+
+    @property
+    def readers(self) -> Readers:
+        return Readers(self.user, self.config.acl_read)
 
     def whitelists(self, project: str) -> bool:
         return isinstance(self.config, StageConfig) and self.config.whitelists(project)
@@ -163,15 +169,51 @@ async def _check_no_cycle(
             await _check_no_cycle(session, path, index.bases, (*seen, base))
 
 
-async def _put(session: AsyncSession, owner: str, name: str, config: IndexConfig) -> IndexView:
+def _chain_in(views: dict[str, IndexView], start: IndexView) -> list[IndexView]:
+    chain: list[IndexView] = []
+    seen: set[str] = set()
+
+    def visit(current: IndexView) -> None:
+        if current.path in seen:
+            return
+        seen.add(current.path)
+        chain.append(current)
+        for base in current.bases:
+            if base in views:
+                visit(views[base])
+
+    visit(start)
+    return chain
+
+
+async def _check_no_read_leak(session: AsyncSession, changed: IndexView) -> None:
+    """Refuse a configuration under which some index could be read by someone who
+    may not read one of its bases: its content would leak through inheritance."""
+    rows = (await session.execute(select(Index))).scalars().all()
+    views = {view.path: view for view in map(IndexView.from_row, rows)}
+    views[changed.path] = changed
+    for view in views.values():
+        for base in _chain_in(views, view)[1:]:
+            if not view.readers.within(base.readers, ROOT_USER):
+                raise BadRequest(
+                    f"index {view.path} (acl_read {', '.join(view.config.acl_read)}) would be "
+                    f"readable by users who may not read its base {base.path} (acl_read "
+                    f"{', '.join(base.config.acl_read)}): narrow {view.path}'s acl_read or "
+                    f"widen {base.path}'s"
+                )
+
+
+async def _put(
+    session: AsyncSession, owner: str, name: str, config: IndexConfig, actor: Actor
+) -> IndexView:
     await record(
-        session, IndexPut(user=owner, name=name, type=config.type, config=to_stored(config))
+        session, IndexPut(user=owner, name=name, type=config.type, config=to_stored(config)), actor
     )
     return await require_index(session, owner, name)
 
 
 async def create_index(
-    session: AsyncSession, owner: str, name: str, data: dict[str, Any]
+    session: AsyncSession, owner: str, name: str, data: dict[str, Any], actor: Actor
 ) -> IndexView:
     """Create an index; `precheck_config(data)` must have run before the transaction."""
     check_name("index", name)
@@ -180,11 +222,12 @@ async def create_index(
         raise Conflict(f"index {owner}/{name} already exists")
     config = parse_config(owner, name, data)
     await _check_bases_exist(session, config)
-    return await _put(session, owner, name, config)
+    await _check_no_read_leak(session, IndexView(0, owner, name, config))
+    return await _put(session, owner, name, config, actor)
 
 
 async def modify_index(
-    session: AsyncSession, owner: str, name: str, changes: dict[str, Any]
+    session: AsyncSession, owner: str, name: str, changes: dict[str, Any], actor: Actor
 ) -> IndexView:
     """Change an index; `precheck_config(changes)` must have run before the transaction."""
     index = await require_index(session, owner, name)
@@ -197,10 +240,11 @@ async def modify_index(
     config = parse_config(owner, name, merged)
     await _check_bases_exist(session, config)
     await _check_no_cycle(session, index.path, list(config.bases))
-    return await _put(session, owner, name, config)
+    await _check_no_read_leak(session, IndexView(index.id, owner, name, config))
+    return await _put(session, owner, name, config, actor)
 
 
-async def delete_index(session: AsyncSession, owner: str, name: str) -> None:
+async def delete_index(session: AsyncSession, owner: str, name: str, actor: Actor) -> None:
     index = await require_index(session, owner, name)
     rows = (await session.execute(select(Index))).scalars().all()
     users = [view.path for view in map(IndexView.from_row, rows) if index.path in view.bases]
@@ -208,7 +252,7 @@ async def delete_index(session: AsyncSession, owner: str, name: str) -> None:
         raise Conflict(
             f"index {index.path} is a base of {', '.join(sorted(users))}; remove it there first"
         )
-    await record(session, IndexDelete(user=owner, name=name))
+    await record(session, IndexDelete(user=owner, name=name), actor)
 
 
 async def resolve_chain(session: AsyncSession, index: IndexView) -> list[IndexView]:

@@ -9,9 +9,11 @@ from aiohttp import web
 from lockgate.accounts.auth import require_login
 from lockgate.accounts.services import require_self_or_root
 from lockgate.catalog.services import project_names
+from lockgate.changelog.codec import Actor
 from lockgate.db.session import DATABASE
 from lockgate.errors import BadRequest
 from lockgate.http.requests import api_response, read_json_object
+from lockgate.indexes.access import require_read
 from lockgate.indexes.config import UPSTREAM_KEYS
 from lockgate.indexes.services import (
     create_index,
@@ -37,13 +39,14 @@ async def _check_egress(request: web.Request, data: dict[str, Any]) -> None:
 
 async def get_index_view(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
+    await require_read(request, user, name)
     async with request.app[DATABASE].read() as session:
         index = await require_index(session, user, name)
         projects = [display for _, display in await project_names(session, [index])]
     return api_response("indexconfig", {**index.public_config(), "projects": projects})
 
 
-async def _authorize_change(request: web.Request, user: str, touches_upstream: bool) -> None:
+async def _authorize_change(request: web.Request, user: str, touches_upstream: bool) -> Actor:
     """Who may change this index. Authentication and the upstream checks (DNS, the
     CA bundle) run here, before the write transaction opens."""
     principal = await require_login(request)
@@ -51,6 +54,7 @@ async def _authorize_change(request: web.Request, user: str, touches_upstream: b
     require_self_or_root(principal.user, user)
     if touches_upstream:
         require_root_for_upstream(principal.user)
+    return principal.actor
 
 
 async def put_index(request: web.Request) -> web.Response:
@@ -58,12 +62,12 @@ async def put_index(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     db = request.app[DATABASE]
     is_mirror = data.get("type") == "mirror"
-    await _authorize_change(request, user, is_mirror)
+    actor = await _authorize_change(request, user, is_mirror)
     if is_mirror:
         await _check_egress(request, data)
         await precheck_config(data)
     async with db.write() as session:
-        index = await create_index(session, user, name, data)
+        index = await create_index(session, user, name, data, actor)
     return api_response("indexconfig", index.public_config(), status=201, serial=db.serial)
 
 
@@ -72,19 +76,19 @@ async def patch_index(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     db = request.app[DATABASE]
     touches_upstream = bool(UPSTREAM_KEYS & set(data))
-    await _authorize_change(request, user, touches_upstream)
+    actor = await _authorize_change(request, user, touches_upstream)
     if touches_upstream:
         await _check_egress(request, data)
     await precheck_index_change(db, user, name, data)
     async with db.write() as session:
-        index = await modify_index(session, user, name, data)
+        index = await modify_index(session, user, name, data, actor)
     return api_response("indexconfig", index.public_config(), serial=db.serial)
 
 
 async def delete_index_view(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
     db = request.app[DATABASE]
-    await _authorize_change(request, user, touches_upstream=False)
+    actor = await _authorize_change(request, user, touches_upstream=False)
     async with db.write() as session:
-        await delete_index(session, user, name)
+        await delete_index(session, user, name, actor)
     return api_response("message", f"index {user}/{name} deleted", serial=db.serial)

@@ -12,6 +12,7 @@ from lockgate.catalog.lookup import lookup_project
 from lockgate.catalog.services import ProjectView, VisibleFile
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
+from lockgate.indexes.access import require_read
 from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
 
@@ -68,6 +69,8 @@ def _file_json(f: VisibleFile, base: str) -> dict[str, Any]:
         "yanked_reason": f.yanked_reason,
         "core-metadata": ({"sha256": f.core_metadata_sha256} if f.core_metadata_sha256 else False),
         "comment_text": "",
+        # lockgate's audit trail: who uploaded the file (null for mirrored files)
+        "uploader": f.uploader,
         "has_sig": False,
         "downloads": -1,
     }
@@ -115,6 +118,7 @@ def _info(view: ProjectView, version: str, base: str, index_path: str) -> dict[s
 
 async def project_json(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
+    await require_read(request, user, name)
     project = request.match_info["project"]
     version = request.match_info.get("version")
     if not is_valid_project_name(project):

@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 from sqlalchemy import select
 
+from lockgate.changelog.codec import SYSTEM
 from lockgate.changelog.writer import record_alone, utcnow_iso
 from lockgate.db.session import Database
 from lockgate.errors import BadGateway, NotFound
@@ -127,6 +128,7 @@ class MirrorFiles:
                 sha256=sha256,
                 cached_at=utcnow_iso(),
             ),
+            SYSTEM,
         )
         return sha256
 
@@ -152,6 +154,7 @@ class MirrorFiles:
                     core_metadata_sha256=metadata_sha256,
                     cached_at=utcnow_iso(),
                 ),
+                SYSTEM,
             )
             log.info("mirror file cached", index=index.path, filename=filename, size=size)
 

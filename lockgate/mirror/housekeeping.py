@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lockgate.changelog.codec import SYSTEM
 from lockgate.changelog.writer import record_alone
 from lockgate.db.session import Database
 from lockgate.indexes.models import Index
@@ -45,7 +46,9 @@ async def forget_unlisted_files(db: Database, dry_run: bool) -> int:
     if not dry_run:
         for (user, name), filenames in by_index.items():
             await record_alone(
-                db, MirrorPurge(user=user, index=name, filenames=tuple(sorted(filenames)))
+                db,
+                MirrorPurge(user=user, index=name, filenames=tuple(sorted(filenames))),
+                SYSTEM,
             )
     return len(rows)
 

@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lockgate.changelog.codec import SYSTEM
 from lockgate.changelog.writer import record_alone, utcnow_iso
 from lockgate.db.session import Database
 from lockgate.distfiles import project_from_filename
@@ -208,9 +209,8 @@ class MirrorService:
                     self.upstream.mark_down(index, reason)
                     log.warning("serving stale mirror page", project=name, reason=reason)
                     return PageState(cached=True, stale=True, reason=reason)
-                await record_alone(
-                    self.db, MirrorGone(user=index.user, index=index.name, project=name)
-                )
+                gone = MirrorGone(user=index.user, index=index.name, project=name)
+                await record_alone(self.db, gone, SYSTEM)
             return PageState(cached=False, stale=False, reason="not found on the upstream")
         await self._store_page(index, name, fetched, cached)
         return PageState(cached=True, stale=False)
@@ -251,7 +251,7 @@ class MirrorService:
             )
             if same:
                 return  # unchanged: no changelog entry, nothing for replicas to do
-        await record_alone(self.db, payload)
+        await record_alone(self.db, payload, SYSTEM)
 
     async def _refresh_via_primary(
         self, index: IndexView, name: str, primary: PrimaryClient
@@ -395,6 +395,7 @@ class ProjectListService:
                     count=len(names),
                     fetched_at=utcnow_iso(),
                 ),
+                SYSTEM,
             )
         return sha256
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.accounts.services import require_self_or_root
+from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import record
 from lockgate.errors import Forbidden, NotFound
 from lockgate.indexes.services import IndexView, require_index, require_upload_permission
@@ -88,10 +89,10 @@ async def project_releases(
 
 
 async def _writable_release(
-    session: AsyncSession, actor: str, user: str, name: str, project: str, version: str
+    session: AsyncSession, actor: Actor, user: str, name: str, project: str, version: str
 ) -> IndexView:
     index = await require_index(session, user, name)
-    require_upload_permission(actor, index, project)
+    require_upload_permission(actor.name, index, project)
     if not await release_exists(session, index, project, version):
         raise NotFound(f"release {project} {version} not found on index {index.path}")
     return index
@@ -99,7 +100,7 @@ async def _writable_release(
 
 async def yank_release(
     session: AsyncSession,
-    actor: str,
+    actor: Actor,
     user: str,
     name: str,
     project: str,
@@ -120,42 +121,45 @@ async def yank_release(
             yanked=yanked,
             reason=reason if yanked else None,
         ),
+        actor,
     )
 
 
 async def delete_release(
-    session: AsyncSession, actor: str, user: str, name: str, project: str, version: str
+    session: AsyncSession, actor: Actor, user: str, name: str, project: str, version: str
 ) -> None:
     index = await _writable_release(session, actor, user, name, project, version)
     if not index.volatile:
         raise Forbidden(f"index {index.path} is not volatile: releases cannot be deleted from it")
     await record(
-        session, ReleaseDelete(user=index.user, index=index.name, project=project, version=version)
+        session,
+        ReleaseDelete(user=index.user, index=index.name, project=project, version=version),
+        actor,
     )
 
 
 async def delete_file(
-    session: AsyncSession, actor: str, user: str, name: str, key: str, filename: str
+    session: AsyncSession, actor: Actor, user: str, name: str, key: str, filename: str
 ) -> None:
     index = await require_index(session, user, name)
     found = await find_own_file(session, index, filename)
     if found is None or not found.sha256.startswith(key.lower()):
         raise NotFound(f"file {filename!r} not found on index {index.path}")
-    require_upload_permission(actor, index, found.project)
+    require_upload_permission(actor.name, index, found.project)
     if not index.volatile:
         raise Forbidden(f"index {index.path} is not volatile: files cannot be deleted from it")
-    await record(session, FileDelete(user=index.user, index=index.name, filename=filename))
+    await record(session, FileDelete(user=index.user, index=index.name, filename=filename), actor)
 
 
 async def delete_project(
-    session: AsyncSession, actor: str, user: str, name: str, project: str
+    session: AsyncSession, actor: Actor, user: str, name: str, project: str
 ) -> IndexView:
     """Delete a project and release its name (its tombstone goes too).
 
     Only the index owner or root: while the name is held, mirror releases of it
     stay hidden from everything that inherits this index.
     """
-    require_self_or_root(actor, user)
+    require_self_or_root(actor.name, user)
     index = await require_index(session, user, name)
     releases = await project_releases(session, index, project)
     if releases is None:
@@ -165,5 +169,5 @@ async def delete_project(
             f"index {index.path} is not volatile: project {project} still has "
             f"{len(releases)} release(s) and cannot be deleted"
         )
-    await record(session, ProjectDelete(user=index.user, index=index.name, project=project))
+    await record(session, ProjectDelete(user=index.user, index=index.name, project=project), actor)
     return index

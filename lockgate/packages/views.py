@@ -7,11 +7,13 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from lockgate.accounts.auth import require_login
+from lockgate.changelog.codec import Actor
 from lockgate.db.session import DATABASE
 from lockgate.errors import BadRequest, NotFound
 from lockgate.http.files import StoredFile, blob_response, file_memo_key
 from lockgate.http.pagecache import FILES
 from lockgate.http.requests import api_response, read_json_object
+from lockgate.indexes.access import require_read
 from lockgate.indexes.services import require_index
 from lockgate.mirror.views import serve_mirror_file
 from lockgate.packages.services import (
@@ -28,6 +30,7 @@ MAX_REASON_CHARS = 1000
 
 async def serve_file(request: web.Request) -> web.StreamResponse:
     user, name = request.match_info["user"], request.match_info["index"]
+    await require_read(request, user, name)
     prefix, filename = request.match_info["hash"], request.match_info["filename"]
     want_metadata = filename.endswith(METADATA_SUFFIX)
     if want_metadata:
@@ -55,11 +58,11 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     return blob_response(request, known.sha256, "application/octet-stream")
 
 
-async def _releaser(request: web.Request, user: str, name: str) -> str:
+async def _releaser(request: web.Request, user: str, name: str) -> Actor:
     """The user changing releases of `user/name` (a token needs the upload scope)."""
     principal = await require_login(request)
     principal.require("upload", f"{user}/{name}")
-    return principal.user
+    return principal.actor
 
 
 def _release_in_path(request: web.Request) -> tuple[str, str, str, str]:

@@ -13,6 +13,7 @@ from lockgate.db.session import DATABASE
 from lockgate.errors import NotAcceptable, NotFound
 from lockgate.http.files import if_none_match
 from lockgate.http.pagecache import PAGES, CachedPage
+from lockgate.indexes.access import require_read
 from lockgate.indexes.services import require_index, resolve_chain
 from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
@@ -65,6 +66,7 @@ def _respond(
 
 async def simple_list(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
+    await require_read(request, user, name)
     content_type = _content_type(request)
     db, pages = request.app[DATABASE], request.app[PAGES]
     async with db.read() as session:
@@ -112,6 +114,7 @@ async def _upstream_list(
 
 async def simple_project(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
+    await require_read(request, user, name)
     project = request.match_info["project"]
     if not is_valid_project_name(project):
         raise NotFound(f"{project!r} is not a valid project name")

@@ -20,6 +20,8 @@ from typing import IO, Any
 
 from lockgate.changelog.codec import (
     GENESIS_HASH,
+    SYSTEM,
+    Actor,
     ChainMismatch,
     Entry,
     MalformedEntry,
@@ -39,6 +41,8 @@ from lockgate.transfer.models import ImportMark
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_CHANGELOG_BYTES = 16 * 1024 * 1024 * 1024
 CHUNK = 1024 * 1024
+# Recorded for imported entries that carry no actor (written before actors were).
+IMPORTER = Actor("import")
 
 
 class ImportRefused(Exception):
@@ -75,9 +79,9 @@ def _verify_chain(manifest: dict[str, Any], entries: list[Entry]) -> None:
         raise ImportRefused("the changelog does not end where the manifest says")
 
 
-def _decode_payloads(registry: EntryRegistry, entries: list[Entry]) -> list[Payload]:
+def _decode_payloads(registry: EntryRegistry, entries: list[Entry]) -> list[tuple[Entry, Payload]]:
     try:
-        return [registry.decode(entry.kind, entry.payload) for entry in entries]
+        return [(entry, registry.decode(entry.kind, entry.payload)) for entry in entries]
     except EntryFormatError as exc:
         raise ImportRefused(
             f"the bundle holds an entry this lockgate cannot apply: {exc}"
@@ -103,7 +107,7 @@ def verify_bundle(
     blobs: BlobStore,
     registry: EntryRegistry,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[dict[str, Any], list[Payload], dict[str, Path]]:
+) -> tuple[dict[str, Any], list[tuple[Entry, Payload]], dict[str, Path]]:
     """Everything checked, blobs copied to verified temp files; nothing committed."""
     temps: dict[str, Path] = {}
     try:
@@ -137,7 +141,7 @@ def verify_bundle(
             present = {BLOB_MEMBER_RE.match(n).group(1) for n in names if BLOB_MEMBER_RE.match(n)}  # type: ignore[union-attr]
             if present != set(expected):
                 raise ImportRefused("the bundle's blobs differ from its manifest")
-            needed = {sha for payload in payloads for sha in payload.blobs()}
+            needed = {sha for _, payload in payloads for sha in payload.blobs()}
             if not needed <= present:
                 raise ImportRefused("the changelog references blobs the bundle lacks")
             for position, sha256 in enumerate(sorted(present), 1):
@@ -193,8 +197,9 @@ async def import_bundle(
         blobs.commit_temp(temp, sha256)
     try:
         async with db.write() as session:
-            for payload in payloads:
-                await record(session, payload)
+            for entry, payload in payloads:
+                # Imported entries keep who caused them on the source server.
+                await record(session, payload, entry.caused_by() or IMPORTER)
             await record(
                 session,
                 ImportMarkSet(
@@ -203,6 +208,7 @@ async def import_bundle(
                     hash=manifest["to_hash"],
                     imported_at=utcnow_iso(),
                 ),
+                SYSTEM,
             )
     except Exception as exc:  # noqa: BLE001 - any failure rolls the whole import back
         raise ImportRefused(f"the bundle could not be applied, nothing was changed: {exc}") from exc

@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 from packaging.utils import canonicalize_name
 
+from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import lock_serial, record, utcnow_iso
 from lockgate.db.session import Database
 from lockgate.errors import Conflict, Forbidden
@@ -46,7 +47,7 @@ def require_stage(index: IndexView) -> None:
 
 
 async def check_upload(
-    actor: str,
+    actor: Actor,
     index: IndexView,
     fields: dict[str, list[str]],
     filename: str | None,
@@ -57,7 +58,7 @@ async def check_upload(
     form = parse_upload_form(fields)
     if temp is None or filename is None or digests is None:
         raise UploadRejected("Upload payload does not have a file.")
-    require_upload_permission(actor, index, form.name)
+    require_upload_permission(actor.name, index, form.name)
     check_filename(form, filename)
     checked = await asyncio.to_thread(
         check_distribution,
@@ -73,7 +74,7 @@ async def store_upload(
     db: Database,
     blobs: BlobStore,
     index: IndexView,
-    actor: str,
+    actor: Actor,
     filename: str,
     temp: Path,
     digests: Digests,
@@ -122,9 +123,10 @@ async def store_upload(
                 requires_python=checked.requires_python,
                 core_metadata_sha256=metadata_sha256,
                 upload_time=utcnow_iso(),
-                uploader=actor,
+                uploader=actor.name,
                 metadata=checked.metadata,
             ),
+            actor,
         )
     log.info(
         "uploaded",

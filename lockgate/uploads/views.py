@@ -17,6 +17,7 @@ from aiohttp.client_exceptions import ClientPayloadError
 from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader
 
 from lockgate.accounts.auth import authenticate
+from lockgate.changelog.codec import Actor
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
 from lockgate.errors import BadRequest, Forbidden, Unauthorized
@@ -140,7 +141,7 @@ async def _stream_to_file(
     return writer.digests()
 
 
-async def _authenticate(request: web.Request, index_path: str) -> str:
+async def _authenticate(request: web.Request, index_path: str) -> Actor:
     """The uploader, in Warehouse's words when that fails (403 for bad credentials)."""
     try:
         principal = await authenticate(request)
@@ -153,7 +154,7 @@ async def _authenticate(request: web.Request, index_path: str) -> str:
             "upload with your lockgate user name and password, or __token__ and a token."
         )
     principal.require("upload", index_path)
-    return principal.user
+    return principal.actor
 
 
 async def upload(request: web.Request) -> web.Response:

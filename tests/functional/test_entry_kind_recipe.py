@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate import migrations
-from lockgate.changelog.codec import GENESIS_HASH, decode_lines, encode_line, verify_chain
+from lockgate.changelog.codec import GENESIS_HASH, SYSTEM, decode_lines, encode_line, verify_chain
 from lockgate.changelog.payloads import Payload
 from lockgate.changelog.registry import EntryRegistry
 from lockgate.changelog.replay import apply_foreign_entry, read_entries, state_digest
@@ -71,6 +71,7 @@ async def _scenario(source_url: str, target_url: str) -> None:
                 ProjectRetitle(
                     user="root", index="pypi", project="acme-utils", display_name="ACME.Utils"
                 ),
+                SYSTEM,
             )
         async with source.read() as session:
             entries = await read_entries(session)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lockgate.accounts.services import create_user, prepare_new_user
 from lockgate.catalog.services import project_files
+from lockgate.changelog.codec import SYSTEM
 from lockgate.db.session import Database
 from lockgate.indexes.services import create_index, modify_index, require_index, resolve_chain
 from lockgate.packages.entries import ProjectDelete, ReleaseDelete
@@ -30,10 +31,10 @@ async def _setup(url: str) -> Database:
     db = await bootstrap(url)
     acme = await prepare_new_user("acme", {"password": "pw"})
     async with db.write() as session:
-        await create_user(session, "acme", acme)
-        await create_index(session, "acme", "prod", {"bases": ["root/pypi"]})
-        await create_index(session, "acme", "dev", {"bases": ["acme/prod"]})
-        await create_index(session, "acme", "flip", {"bases": ["root/pypi", "acme/prod"]})
+        await create_user(session, "acme", acme, SYSTEM)
+        await create_index(session, "acme", "prod", {"bases": ["root/pypi"]}, SYSTEM)
+        await create_index(session, "acme", "dev", {"bases": ["acme/prod"]}, SYSTEM)
+        await create_index(session, "acme", "flip", {"bases": ["root/pypi", "acme/prod"]}, SYSTEM)
     # What the PyPI mirror holds for the public names.
     await add_mirror_page(
         db,
@@ -72,14 +73,16 @@ def test_guard_hides_mirror_versions_of_private_names(
             ]
             # DC-5: the allow-list opts in, and removing it hides again at once.
             async with db.write() as session:
-                await modify_index(session, "acme", "prod", {"mirror_whitelist": ["acme-utils"]})
+                await modify_index(
+                    session, "acme", "prod", {"mirror_whitelist": ["acme-utils"]}, SYSTEM
+                )
             visible = await _visible(db, "acme/dev", "acme-utils")
             assert ("root/pypi", "acme_utils-99.0-py3-none-any.whl") in visible
             # Nearest wins for the same file name: the private 1.0 file, not the mirror's.
             assert ("acme/prod", "acme_utils-1.0-py3-none-any.whl") in visible
             assert ("root/pypi", "acme_utils-1.0-py3-none-any.whl") not in visible
             async with db.write() as session:
-                await modify_index(session, "acme", "prod", {"mirror_whitelist": []})
+                await modify_index(session, "acme", "prod", {"mirror_whitelist": []}, SYSTEM)
             assert await _visible(db, "acme/dev", "acme-utils") == private
         finally:
             await db.dispose()
@@ -131,12 +134,13 @@ def test_dc7_deleted_private_project_keeps_the_name_until_released(
                 await record(
                     session,
                     ReleaseDelete(user="acme", index="prod", project="acme-utils", version="1.0"),
+                    SYSTEM,
                 )
             # Every private release is gone, but the public 99.0 must not appear.
             assert await _visible(db, "acme/dev", "acme-utils") == []
             async with db.write() as session:
                 await record(
-                    session, ProjectDelete(user="acme", index="prod", project="acme-utils")
+                    session, ProjectDelete(user="acme", index="prod", project="acme-utils"), SYSTEM
                 )
             visible = await _visible(db, "acme/dev", "acme-utils")
             assert ("root/pypi", "acme_utils-99.0-py3-none-any.whl") in visible

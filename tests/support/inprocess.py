@@ -8,7 +8,7 @@ from typing import Any
 
 from lockgate import migrations
 from lockgate.accounts.services import ROOT_USER, create_user, prepare_new_user
-from lockgate.changelog.codec import GENESIS_HASH
+from lockgate.changelog.codec import GENESIS_HASH, SYSTEM
 from lockgate.changelog.writer import record, utcnow_iso
 from lockgate.db.session import Database
 from lockgate.db.state import new_state
@@ -25,8 +25,8 @@ async def bootstrap(url: str) -> Database:
     async with db.write() as session:
         session.add(new_state(uuid.uuid4().hex, GENESIS_HASH))
         await session.flush()
-        await create_user(session, ROOT_USER, root)
-        await create_index(session, ROOT_USER, "pypi", {"type": "mirror"})
+        await create_user(session, ROOT_USER, root, SYSTEM)
+        await create_index(session, ROOT_USER, "pypi", {"type": "mirror"}, SYSTEM)
     return db
 
 
@@ -52,6 +52,7 @@ async def add_file(
                 metadata={},
                 **extra,
             ),
+            SYSTEM,
         )
 
 
@@ -86,4 +87,5 @@ async def add_mirror_page(
                     for filename, sha256 in links
                 ),
             ),
+            SYSTEM,
         )

@@ -1,0 +1,58 @@
+"""Who may read an index's content (`acl_read`), checked before anything of it is
+looked up, so a hidden project and a missing one answer the same.
+
+Readers are remembered per serial, so a cached page of a public index is still
+served without touching the database; a private index costs one authentication
+(a token is a hash lookup, a password a remembered HMAC).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from lockgate.accounts.auth import LOGIN_REQUIRED, Principal, authenticate
+from lockgate.accounts.services import ROOT_USER
+from lockgate.db.session import DATABASE
+from lockgate.errors import Forbidden, NotFound, Unauthorized
+from lockgate.http.pagecache import FILES
+from lockgate.indexes.config import Readers
+from lockgate.indexes.services import get_index
+
+
+def may_read(principal: Principal | None, index_path: str, readers: Readers) -> bool:
+    if readers.anonymous:
+        return True
+    if principal is None or not readers.admits(principal.user, ROOT_USER):
+        return False
+    return principal.allows("read", index_path)
+
+
+async def readers_of(request: web.Request, user: str, name: str) -> Readers:
+    """The index's readers; 404 when there is no such index."""
+    db, memo = request.app[DATABASE], request.app[FILES]
+    key = ("readers", user, name)
+    serial = db.serial
+    readers: Readers | None = memo.get(key, serial)
+    if readers is None:
+        async with db.read() as session:
+            index = await get_index(session, user, name)
+        if index is None:
+            raise NotFound(f"index {user}/{name} does not exist")
+        readers = index.readers
+        memo.put(key, serial, readers)
+    return readers
+
+
+async def require_read(request: web.Request, user: str, name: str) -> Principal | None:
+    """401 without credentials, 403 when the caller may not read `user/name`."""
+    readers = await readers_of(request, user, name)
+    if readers.anonymous:
+        return None
+    principal = await authenticate(request)
+    path = f"{user}/{name}"
+    if principal is None:
+        raise Unauthorized(f"index {path} is private: {LOGIN_REQUIRED}")
+    if not readers.admits(principal.user, ROOT_USER):
+        raise Forbidden(f"user {principal.user!r} may not read index {path}")
+    principal.require("read", path)
+    return principal
