@@ -20,6 +20,7 @@ from lockgate.accounts.credentials import CREDENTIALS
 from lockgate.accounts.services import ROOT_USER, password_hash_of
 from lockgate.accounts.tokens import (
     TOKEN_USER,
+    TokenInfo,
     is_wellformed_secret,
     looks_like_secret,
     note_use,
@@ -87,10 +88,34 @@ def _bearer(request: web.Request) -> str | None:
 async def _token_principal(
     request: web.Request, secret: str, claimed_user: str | None
 ) -> Principal:
+    credentials = request.app[CREDENTIALS]
+    # Failed token attempts count like failed passwords, per client.
+    credentials.refuse_if_paused(TOKEN_USER, request.remote)
+    try:
+        token = await _valid_token(request, secret, claimed_user)
+    except Unauthorized:
+        credentials.note_outcome(TOKEN_USER, request.remote, ok=False)
+        raise
+    uses = credentials.token_uses
+    now = time.monotonic()
+    if now - uses.get(token.id, -TOKEN_USE_INTERVAL) >= TOKEN_USE_INTERVAL:
+        uses[token.id] = now
+        try:
+            async with request.app[DATABASE].write() as session:
+                await note_use(session, token.id)
+        except ServiceUnavailable:
+            # Bookkeeping only: a busy database must not refuse the request.
+            log.warning("could not note a token's use", token=token.id)
+    return Principal(token.user, token.id, frozenset(token.scopes), token.indexes)
+
+
+async def _valid_token(request: web.Request, secret: str, claimed_user: str | None) -> TokenInfo:
     if not is_wellformed_secret(secret):
-        raise Unauthorized("invalid token: lockgate tokens start with 'lgt_' and are 47 characters")
-    db = request.app[DATABASE]
-    async with db.read() as session:
+        # Refused without a database lookup.
+        raise Unauthorized(
+            "invalid token: lockgate tokens start with 'lgt_' and are 47 characters long"
+        )
+    async with request.app[DATABASE].read() as session:
         token = await token_for_secret(session, secret)
     if token is None:
         raise Unauthorized("invalid token (unknown or revoked)")
@@ -98,17 +123,7 @@ async def _token_principal(
         raise Unauthorized(f"this token does not belong to {claimed_user!r}")
     if token.expired():
         raise Unauthorized(f"this token ({token.id}) expired at {token.expires_at}")
-    uses = request.app[CREDENTIALS].token_uses
-    now = time.monotonic()
-    if now - uses.get(token.id, -TOKEN_USE_INTERVAL) >= TOKEN_USE_INTERVAL:
-        uses[token.id] = now
-        try:
-            async with db.write() as session:
-                await note_use(session, token.id)
-        except ServiceUnavailable:
-            # Bookkeeping only: a busy database must not refuse the request.
-            log.warning("could not note a token's use", token=token.id)
-    return Principal(token.user, token.id, frozenset(token.scopes), token.indexes)
+    return token
 
 
 async def authenticate(request: web.Request) -> Principal | None:

@@ -37,31 +37,39 @@ class CredentialCache:
         self._dummy_hash: str | None = None
         self._failures: dict[tuple[str, str], collections.deque[float]] = {}
 
+    def refuse_if_paused(self, name: str, client: str | None) -> None:
+        """429 when this client failed too often for this name (or token) lately."""
+        failures = self._failures.get((client or "", name))
+        if not failures:
+            return
+        now = time.monotonic()
+        while failures and now - failures[0] > FAILURE_WINDOW:
+            failures.popleft()
+        if len(failures) >= MAX_FAILURES:
+            retry = int(FAILURE_WINDOW - (now - failures[0])) + 1
+            raise TooManyRequests(
+                f"too many failed logins for {name!r} from this client; "
+                f"try again in {retry} seconds",
+                headers={"Retry-After": str(retry)},
+            )
+
+    def note_outcome(self, name: str, client: str | None, ok: bool) -> None:
+        key = (client or "", name)
+        if ok:
+            self._failures.pop(key, None)
+            return
+        if len(self._failures) > 100_000:
+            self._failures.clear()  # bounded memory under a spray of names
+        self._failures.setdefault(key, collections.deque()).append(time.monotonic())
+
     async def check(
         self, name: str, password: str, stored_hash: str | None, client: str | None = None
     ) -> bool:
         """Verify credentials (`stored_hash` None: no such user). After too many
         failures from one client for one user name, that pair waits (429)."""
-        key = (client or "", name)
-        failures = self._failures.get(key)
-        now = time.monotonic()
-        if failures:
-            while failures and now - failures[0] > FAILURE_WINDOW:
-                failures.popleft()
-            if len(failures) >= MAX_FAILURES:
-                retry = int(FAILURE_WINDOW - (now - failures[0])) + 1
-                raise TooManyRequests(
-                    f"too many failed logins for {name!r} from this client; "
-                    f"try again in {retry} seconds",
-                    headers={"Retry-After": str(retry)},
-                )
+        self.refuse_if_paused(name, client)
         ok = await self._check(name, password, stored_hash)
-        if ok:
-            self._failures.pop(key, None)
-        else:
-            if len(self._failures) > 100_000:
-                self._failures.clear()  # bounded memory under a spray of names
-            self._failures.setdefault(key, collections.deque()).append(now)
+        self.note_outcome(name, client, ok)
         return ok
 
     async def _check(self, name: str, password: str, stored_hash: str | None) -> bool:

@@ -277,3 +277,17 @@ def test_token_command_line(server: LockgateServer, tmp_path: Path) -> None:
     revoked = lockgate("token", "revoke", token_id)
     assert revoked.returncode == 0, revoked.stderr
     assert lockgate("token", "list").stdout.strip() == ""
+
+
+def test_repeated_bad_tokens_pause_that_client(server: LockgateServer) -> None:
+    """docs/reliability.md TK-9: the token path counts failures like passwords do."""
+    _team(server)
+    good = _token(server, scopes=["admin"])["token"]
+    bad = "lgt_" + "B" * 43
+    for _ in range(10):
+        response = server.request("GET", "/alice/+tokens", auth=("__token__", bad))
+        assert response.status_code == 401
+    paused = server.request("GET", "/alice/+tokens", auth=("__token__", good))
+    assert paused.status_code == 429 and int(paused.headers["Retry-After"]) > 0
+    # Passwords are counted apart: alice's password still works from this client.
+    assert server.request("GET", "/alice/+tokens", auth=ALICE).ok
