@@ -527,8 +527,8 @@ class Nginx(Server):
 # --- load generation ----------------------------------------------------------------------
 
 WRK_LUA = r"""
--- Rotates over the paths in $BENCH_PATHS (one per line), sends $BENCH_ACCEPT and
--- $BENCH_ENCODING, stops the thread after $BENCH_LIMIT responses, counts non-200
+-- Rotates over the paths in $BENCH_PATHS (one per line), sends $BENCH_ACCEPT,
+-- $BENCH_ENCODING and, when set, $BENCH_AUTH as the Authorization header, stops the thread after $BENCH_LIMIT responses, counts non-200
 -- answers, and writes a JSON summary to $BENCH_OUT.
 local paths = {}
 for line in io.lines(os.getenv("BENCH_PATHS")) do
@@ -538,6 +538,7 @@ local headers = {}
 if os.getenv("BENCH_ACCEPT") ~= "" then headers["Accept"] = os.getenv("BENCH_ACCEPT") end
 headers["Accept-Encoding"] = os.getenv("BENCH_ENCODING")
 headers["User-Agent"] = "lockgate-bench (wrk)"
+if (os.getenv("BENCH_AUTH") or "") ~= "" then headers["Authorization"] = os.getenv("BENCH_AUTH") end
 local limit = tonumber(os.getenv("BENCH_LIMIT"))
 local threads = {}
 local position = 0
@@ -590,6 +591,7 @@ class Workload:
     encoding: str
     concurrency: int
     max_requests: int
+    authorization: str = ""  # an Authorization header to send with every request
 
 
 @dataclass
@@ -671,6 +673,7 @@ def run_wrk(
         BENCH_ENCODING=workload.encoding,
         BENCH_LIMIT=str(limit),
         BENCH_OUT=str(out),
+        BENCH_AUTH=workload.authorization,
     )
     cmd = [
         "wrk",

@@ -48,3 +48,5 @@ fi
 
 echo "[run.sh] note: this machine has $(nproc) cores; the servers, wrk and pip share them" >&2
 .venv/bin/python bench/bench.py "$@"
+# Authenticated page reads against anonymous ones (private indexes, tokens, passwords).
+.venv/bin/python bench/auth.py

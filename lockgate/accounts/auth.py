@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from lockgate.accounts.credentials import CREDENTIALS
+from lockgate.accounts.credentials import CREDENTIALS, VERIFIED_TTL
 from lockgate.accounts.services import ROOT_USER, password_hash_of
 from lockgate.accounts.tokens import (
     TOKEN_USER,
@@ -87,7 +87,7 @@ def _bearer(request: web.Request) -> str | None:
 
 async def _token_principal(
     request: web.Request, secret: str, claimed_user: str | None
-) -> Principal:
+) -> tuple[Principal, float]:
     credentials = request.app[CREDENTIALS]
     # Failed token attempts count like failed passwords, per client.
     credentials.refuse_if_paused(TOKEN_USER, request.remote)
@@ -96,17 +96,26 @@ async def _token_principal(
     except Unauthorized:
         credentials.note_outcome(TOKEN_USER, request.remote, ok=False)
         raise
-    uses = credentials.token_uses
+    await _note_token_use(request, token.id)
+    until = time.time() + VERIFIED_TTL
+    if token.expires_at is not None:
+        until = min(until, token.expiry_timestamp())
+    return Principal(token.user, token.id, frozenset(token.scopes), token.indexes), until
+
+
+async def _note_token_use(request: web.Request, token_id: str) -> None:
+    """Write when a token was last used, at most once a minute per token and node."""
+    uses = request.app[CREDENTIALS].token_uses
     now = time.monotonic()
-    if now - uses.get(token.id, -TOKEN_USE_INTERVAL) >= TOKEN_USE_INTERVAL:
-        uses[token.id] = now
-        try:
-            async with request.app[DATABASE].write() as session:
-                await note_use(session, token.id)
-        except ServiceUnavailable:
-            # Bookkeeping only: a busy database must not refuse the request.
-            log.warning("could not note a token's use", token=token.id)
-    return Principal(token.user, token.id, frozenset(token.scopes), token.indexes)
+    if now - uses.get(token_id, -TOKEN_USE_INTERVAL) < TOKEN_USE_INTERVAL:
+        return
+    uses[token_id] = now
+    try:
+        async with request.app[DATABASE].write() as session:
+            await note_use(session, token_id)
+    except ServiceUnavailable:
+        # Bookkeeping only: a busy database must not refuse the request.
+        log.warning("could not note a token's use", token=token_id)
 
 
 async def _valid_token(request: web.Request, secret: str, claimed_user: str | None) -> TokenInfo:
@@ -127,13 +136,35 @@ async def _valid_token(request: web.Request, secret: str, claimed_user: str | No
 
 
 async def authenticate(request: web.Request) -> Principal | None:
-    """The caller for valid credentials, None without credentials; 401 when wrong."""
+    """The caller for valid credentials, None without credentials; 401 when wrong.
+
+    A header that authenticated is remembered (under an HMAC of it) for the current
+    serial, so repeated requests — pip reading pages of a private index — cost no
+    database lookup and no scrypt; any committed change starts over."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    credentials = request.app[CREDENTIALS]
+    serial = request.app[DATABASE].serial
+    known = credentials.known_caller(header, serial)
+    if isinstance(known, Principal):
+        if known.token_id is not None:
+            await _note_token_use(request, known.token_id)
+        return known
+    principal, until = await _authenticate(request)
+    if principal is not None:
+        credentials.remember_caller(header, serial, principal, until)
+    return principal
+
+
+async def _authenticate(request: web.Request) -> tuple[Principal | None, float]:
+    """The caller, and until when (wall clock) its credentials may be trusted."""
     bearer = _bearer(request)
     if bearer is not None:
         return await _token_principal(request, bearer, None)
     credentials = basic_credentials(request)
     if credentials is None:
-        return None
+        return None, 0.0
     name, password = credentials
     if name == TOKEN_USER:
         return await _token_principal(request, password, None)
@@ -141,7 +172,7 @@ async def authenticate(request: web.Request) -> Principal | None:
         return await _token_principal(request, password, name)
     if not await credentials_valid(request, name, password):
         raise Unauthorized("invalid user name or password")
-    return Principal(name)
+    return Principal(name), time.time() + VERIFIED_TTL
 
 
 async def require_login(request: web.Request) -> Principal:

@@ -34,8 +34,31 @@ class CredentialCache:
         self._limit = limit
         # When each token's use was last written (monotonic), to write it rarely.
         self.token_uses: dict[str, float] = {}
+        # Authorization headers that authenticated, by HMAC digest: (serial, who, until).
+        self._known: collections.OrderedDict[str, tuple[int, object, float]] = (
+            collections.OrderedDict()
+        )
         self._dummy_hash: str | None = None
         self._failures: dict[tuple[str, str], collections.deque[float]] = {}
+
+    def known_caller(self, header: str, serial: int) -> object | None:
+        """Who this exact Authorization header authenticated as, if that was at this
+        serial (any change — a new password, a revoked token — moves the serial) and
+        not longer ago than it may be trusted."""
+        key = self._digest("header", header, "")
+        entry = self._known.get(key)
+        if entry is None:
+            return None
+        known_serial, caller, until = entry
+        if known_serial != serial or time.time() >= until:
+            del self._known[key]
+            return None
+        return caller
+
+    def remember_caller(self, header: str, serial: int, caller: object, until: float) -> None:
+        self._known[self._digest("header", header, "")] = (serial, caller, until)
+        while len(self._known) > self._limit:
+            self._known.popitem(last=False)
 
     def refuse_if_paused(self, name: str, client: str | None) -> None:
         """429 when this client failed too often for this name (or token) lately."""

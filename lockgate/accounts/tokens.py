@@ -63,6 +63,11 @@ class TokenInfo:
         moment = now or datetime.now(UTC)
         return moment >= datetime.strptime(self.expires_at, EXPIRY_FORMAT).replace(tzinfo=UTC)
 
+    def expiry_timestamp(self) -> float:
+        """The expiry as seconds since the epoch (only for expiring tokens)."""
+        assert self.expires_at is not None
+        return datetime.strptime(self.expires_at, EXPIRY_FORMAT).replace(tzinfo=UTC).timestamp()
+
     def to_api(self) -> dict[str, Any]:
         return {
             "id": self.id,
