@@ -38,10 +38,10 @@ from bench import (  # noqa: E402
     build_corpus,
     check,
     discover,
+    drop_databases,
     fetch,
     log,
     postgres_url,
-    drop_databases,
     run_wrk,
 )
 

@@ -528,7 +528,8 @@ class Nginx(Server):
 
 WRK_LUA = r"""
 -- Rotates over the paths in $BENCH_PATHS (one per line), sends $BENCH_ACCEPT,
--- $BENCH_ENCODING and, when set, $BENCH_AUTH as the Authorization header, stops the thread after $BENCH_LIMIT responses, counts non-200
+-- $BENCH_ENCODING and, when set, $BENCH_AUTH as the Authorization header, stops
+-- the thread after $BENCH_LIMIT responses, counts non-200
 -- answers, and writes a JSON summary to $BENCH_OUT.
 local paths = {}
 for line in io.lines(os.getenv("BENCH_PATHS")) do
