@@ -68,6 +68,8 @@ class Settings:
     public_url: str | None = None
     # Private/loopback upstream hosts or networks the operator allows (SS-1).
     upstream_allow: tuple[str, ...] = ()
+    # Private/loopback webhook targets (a Jenkins on the LAN) the operator allows.
+    hook_allow: tuple[str, ...] = ()
     # Replica role: the primary (or upstream replica) this server follows.
     primary_url: str | None = None
     # A token of the primary's root with the `replicate` scope (never written to a file).
@@ -126,6 +128,7 @@ def load_settings(serverdir: Path, **flags: Any) -> Settings:
         log_format=str(pick("log_format", "auto")),
         public_url=(str(pick("public_url", "")).rstrip("/") or None),
         upstream_allow=parse_allow(pick("upstream_allow", ())),
+        hook_allow=parse_allow(pick("hook_allow", ())),
         primary_url=(str(pick("primary_url", "")).rstrip("/") or None),
         primary_token=(str(pick("primary_token", "")) or None),
         primary_password_given=pick("primary_password", None) is not None,

@@ -16,12 +16,13 @@ from lockgate.db.base import Base
 
 def _entry_modules() -> tuple[ModuleType, ...]:
     from lockgate.accounts import entries as accounts
+    from lockgate.hooks import entries as hooks
     from lockgate.indexes import entries as indexes
     from lockgate.mirror import entries as mirror
     from lockgate.packages import entries as packages
     from lockgate.transfer import entries as transfer
 
-    return (accounts, indexes, packages, mirror, transfer)
+    return (accounts, indexes, packages, mirror, transfer, hooks)
 
 
 def build_registry() -> EntryRegistry:
@@ -37,6 +38,7 @@ def load_all_models() -> MetaData:
     from lockgate.accounts import models as _accounts  # noqa: F401
     from lockgate.changelog import models as _changelog  # noqa: F401
     from lockgate.db import models as _db  # noqa: F401
+    from lockgate.hooks import models as _hooks  # noqa: F401
     from lockgate.indexes import models as _indexes  # noqa: F401
     from lockgate.mirror import models as _mirror  # noqa: F401
     from lockgate.packages import models as _packages  # noqa: F401

@@ -21,9 +21,9 @@ from lockgate.config import CONFIG_FILENAME, Settings
 from lockgate.db.engine import DatabaseURLError, normalize_url
 from lockgate.db.session import Database
 from lockgate.db.state import new_state, read_state
+from lockgate.egress import private_host
 from lockgate.indexes.config import PYPI_SIMPLE_URL
 from lockgate.indexes.services import create_index
-from lockgate.mirror.egress import private_host
 from lockgate.storage.blobs import temp_in_use
 
 FORMAT_VERSION = 1

@@ -236,3 +236,101 @@ def token_list(owner: str | None, **kw: Any) -> None:
 @server_options
 def token_revoke(token_id: str, owner: str | None, **kw: Any) -> None:
     _echo(call(kw, "DELETE", f"/{owner or kw['auth_user']}/+tokens/{token_id}"))
+
+
+@click.group("hook")
+def hook_group() -> None:
+    """Manage an index's webhooks and CI triggers on a running server."""
+
+
+@hook_group.command("add")
+@click.argument("index")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["generic", "jenkins", "gitlab"]), required=True)
+@click.option("--url", "target", required=True, help="Where to send (the receiver or trigger URL).")
+@click.option("--secret", default=None, help="generic: the HMAC-SHA256 signing secret.")
+@click.option("--trigger-token", default=None, help="jenkins/gitlab: the trigger token.")
+@click.option("--user", "jenkins_user", default=None, help="jenkins: user of the API token.")
+@click.option("--api-token", default=None, help="jenkins: that user's API token.")
+@click.option("--ref", default=None, help="gitlab: the ref to run the pipeline on (main).")
+@click.option(
+    "--event",
+    "events",
+    multiple=True,
+    help="upload, push, yank, delete, test-result or promote (repeat; default: all).",
+)
+@server_options
+def hook_add(
+    index: str,
+    name: str,
+    kind: str,
+    target: str,
+    secret: str | None,
+    trigger_token: str | None,
+    jenkins_user: str | None,
+    api_token: str | None,
+    ref: str | None,
+    events: tuple[str, ...],
+    **kw: Any,
+) -> None:
+    """Add or change hook NAME of INDEX (USER/INDEX)."""
+    body: dict[str, Any] = {"kind": kind, "url": target}
+    for key, value in (
+        ("secret", secret),
+        ("trigger_token", trigger_token),
+        ("user", jenkins_user),
+        ("api_token", api_token),
+        ("ref", ref),
+    ):
+        if value is not None:
+            body[key] = value
+    if events:
+        body["events"] = list(events)
+    _echo(call(kw, "PUT", f"/{index}/+hooks/{name}", body))
+
+
+@hook_group.command("list")
+@click.argument("index")
+@server_options
+def hook_list(index: str, **kw: Any) -> None:
+    for hook in call(kw, "GET", f"/{index}/+hooks")["result"]:
+        click.echo(f"{hook['name']}  {hook['kind']}  {hook['url']}  {','.join(hook['events'])}")
+
+
+@hook_group.command("show")
+@click.argument("index")
+@click.argument("name")
+@server_options
+def hook_show(index: str, name: str, **kw: Any) -> None:
+    _echo(call(kw, "GET", f"/{index}/+hooks/{name}"))
+
+
+@hook_group.command("remove")
+@click.argument("index")
+@click.argument("name")
+@server_options
+def hook_remove(index: str, name: str, **kw: Any) -> None:
+    _echo(call(kw, "DELETE", f"/{index}/+hooks/{name}"))
+
+
+@hook_group.command("deliveries")
+@click.argument("index")
+@click.argument("name")
+@server_options
+def hook_deliveries(index: str, name: str, **kw: Any) -> None:
+    """Each delivery: id, event, serial, status, attempts, last answer."""
+    for item in call(kw, "GET", f"/{index}/+hooks/{name}/deliveries")["result"]:
+        click.echo(
+            f"{item['id']}  {item['event']}  serial={item['serial']}  {item['status']}  "
+            f"attempts={item['attempts']}  {item['last_answer'] or '-'}"
+        )
+
+
+@hook_group.command("resend")
+@click.argument("index")
+@click.argument("name")
+@click.argument("delivery")
+@server_options
+def hook_resend(index: str, name: str, delivery: str, **kw: Any) -> None:
+    """Send DELIVERY again (with its id)."""
+    _echo(call(kw, "POST", f"/{index}/+hooks/{name}/deliveries/{delivery}"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from lockgate import __version__
-from lockgate.cli.admin import index_group, token_group, user_group
+from lockgate.cli.admin import hook_group, index_group, token_group, user_group
 from lockgate.cli.common import SERVERDIR_OPTION, ready_settings
 from lockgate.cli.common import resolve_serverdir as _serverdir
 from lockgate.cli.log import log_command
@@ -90,6 +90,11 @@ def init(
     help="Private host or network upstreams may use (repeat).",
 )
 @click.option(
+    "--hook-allow",
+    multiple=True,
+    help="Private host or network webhooks may target (repeat), e.g. a Jenkins on the LAN.",
+)
+@click.option(
     "--allow-self-registration/--no-allow-self-registration",
     default=None,
     help="Let anyone create a user (default: only root).",
@@ -124,6 +129,7 @@ def serve(
     root_password: str | None,
     upstream: str | None,
     upstream_allow: tuple[str, ...],
+    hook_allow: tuple[str, ...],
     allow_self_registration: bool | None,
     max_upload_bytes: int | None,
     primary_url: str | None,
@@ -146,6 +152,7 @@ def serve(
         "port": port,
         "allow_self_registration": allow_self_registration,
         "upstream_allow": ",".join(upstream_allow) or None,
+        "hook_allow": ",".join(hook_allow) or None,
         "max_upload_bytes": max_upload_bytes,
         "public_url": public_url,
         "primary_url": primary_url,
@@ -330,6 +337,7 @@ def promote(serverdir: Path | None) -> None:
 main.add_command(user_group)
 main.add_command(index_group)
 main.add_command(token_group)
+main.add_command(hook_group)
 main.add_command(mirror_group)
 main.add_command(export_command)
 main.add_command(import_command)

@@ -11,6 +11,7 @@ from lockgate.accounts.services import require_self_or_root
 from lockgate.catalog.services import project_names
 from lockgate.changelog.codec import Actor
 from lockgate.db.session import DATABASE
+from lockgate.egress import EGRESS, EgressRefused
 from lockgate.errors import BadRequest
 from lockgate.http.requests import api_response, read_json_object
 from lockgate.indexes.access import require_read
@@ -24,7 +25,6 @@ from lockgate.indexes.services import (
     require_index,
     require_root_for_upstream,
 )
-from lockgate.mirror.egress import EGRESS, EgressRefused
 from lockgate.urls import REDACTED
 
 

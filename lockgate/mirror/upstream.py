@@ -18,8 +18,8 @@ import aiohttp
 import structlog
 
 from lockgate import __version__
+from lockgate.egress import EgressPolicy, EgressRefused, GuardedResolver
 from lockgate.indexes.services import IndexView
-from lockgate.mirror.egress import EgressPolicy, EgressRefused, GuardedResolver
 from lockgate.mirror.pages import (
     ACCEPT,
     JSON_V1,

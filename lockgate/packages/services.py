@@ -13,6 +13,7 @@ from lockgate.accounts.services import require_self_or_root
 from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import record
 from lockgate.errors import Forbidden, NotFound
+from lockgate.indexes.models import Index
 from lockgate.indexes.services import IndexView, require_index, require_upload_permission
 from lockgate.packages.entries import (
     FileDelete,
@@ -171,3 +172,24 @@ async def delete_project(
         )
     await record(session, ProjectDelete(user=index.user, index=index.name, project=project), actor)
     return index
+
+
+async def release_files(
+    session: AsyncSession, user: str, name: str, project: str, version: str
+) -> list[tuple[str, str]]:
+    """(filename, sha256) of a release's files on one index, sdists first."""
+    rows = (
+        await session.execute(
+            select(ReleaseFile.filename, ReleaseFile.sha256)
+            .join(Release, Release.id == ReleaseFile.release_id)
+            .join(Project, Project.id == Release.project_id)
+            .join(Index, Index.id == Project.index_id)
+            .where(
+                Index.user_name == user,
+                Index.name == name,
+                Project.name == canonicalize_name(project),
+                Release.version == version,
+            )
+        )
+    ).all()
+    return sorted(((f, s) for f, s in rows), key=lambda row: (row[0].endswith(".whl"), row[0]))

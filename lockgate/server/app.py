@@ -15,6 +15,8 @@ from lockgate.changelog.registry import REGISTRY
 from lockgate.config import SETTINGS, Settings
 from lockgate.db.session import DATABASE, Database
 from lockgate.domains import build_registry
+from lockgate.egress import EGRESS, EgressPolicy
+from lockgate.hooks.sender import HOOKS, HookSender
 from lockgate.http.middleware import (
     error_middleware,
     logging_middleware,
@@ -22,7 +24,6 @@ from lockgate.http.middleware import (
     read_only_middleware,
 )
 from lockgate.http.pagecache import FILES, PAGES, PageCache, SerialMemo
-from lockgate.mirror.egress import EGRESS, EgressPolicy
 from lockgate.mirror.services import MIRROR, MirrorService
 from lockgate.mirror.upstream import UpstreamClient
 from lockgate.replica.client import PRIMARY, PrimaryClient
@@ -87,6 +88,26 @@ async def _replica_ctx(app: web.Application) -> AsyncIterator[None]:
     await primary.close()
 
 
+async def _hooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every node derives the deliveries its hooks are owed; only a primary sends."""
+    settings = app[SETTINGS]
+    base_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    sender = HookSender(
+        app[DATABASE],
+        EgressPolicy.with_proxies(settings.hook_allow, "hook_allow"),
+        base_url,
+        sends=not settings.is_replica,
+    )
+    await sender.start()
+    app[HOOKS] = sender
+    task = asyncio.create_task(sender.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await sender.close()
+
+
 async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
     upstream = UpstreamClient(app[EGRESS])
     await upstream.start()
@@ -120,5 +141,6 @@ def create_app(settings: Settings) -> web.Application:
     if settings.is_replica:
         app.cleanup_ctx.append(_replica_ctx)
     app.cleanup_ctx.append(_mirror_ctx)
+    app.cleanup_ctx.append(_hooks_ctx)
     setup_routes(app)
     return app

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from lockgate.accounts import views as accounts
 from lockgate.errors import NotFound
+from lockgate.hooks import views as hooks
 from lockgate.indexes import views as indexes
 from lockgate.jsonapi import views as jsonapi
 from lockgate.mirror import admin as mirror_admin
@@ -54,6 +55,14 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}", simple.simple_project)
 
     r.add_post(f"/{U}/{I}/+mirror/refresh", mirror_admin.refresh)
+
+    hook = f"/{U}/{I}/+hooks/{{hook:{NAME}}}"
+    r.add_get(f"/{U}/{I}/+hooks", hooks.list_hooks_view)
+    r.add_put(hook, hooks.put_hook_view)
+    r.add_get(hook, hooks.get_hook_view, name="hook")
+    r.add_delete(hook, hooks.delete_hook_view)
+    r.add_get(f"{hook}/deliveries", hooks.deliveries_view)
+    r.add_post(f"{hook}/deliveries/{{delivery:[0-9a-f-]{{36}}}}", hooks.resend_view)
 
     file_path = f"/{U}/{I}/+f/{{hash:{HASH}}}/{{filename:{FILENAME}}}"
     r.add_get(file_path, packages.serve_file, name="file")

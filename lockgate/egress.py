@@ -1,8 +1,9 @@
-"""Where the server may send requests (docs/reliability.md SS-1, SS-2): upstreams on
-public addresses by default; private, loopback and link-local targets (cloud
-metadata services, the database, the admin's laptop) only when the operator
-lists them in the server configuration (`upstream_allow`), never through the
-API alone. The check runs on the resolved address of every hop."""
+"""Where the server may send requests (docs/reliability.md SS-1, SS-2): mirror
+upstreams and webhook targets on public addresses by default; private, loopback
+and link-local targets (cloud metadata services, the database, the admin's
+laptop) only when the operator lists them in the server configuration
+(`upstream_allow`, `hook_allow`), never through the API alone. The check runs on
+the resolved address of every hop."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def _address(value: str) -> IPAddress | None:
 
 
 class EgressPolicy:
-    def __init__(self, allow: Iterable[str] = ()) -> None:
+    def __init__(self, allow: Iterable[str] = (), setting: str = "upstream_allow") -> None:
+        # The setting that widens this policy, named in refusals.
+        self.setting = setting
         self.networks: list[IPNetwork] = []
         self.hosts: set[str] = set()
         for entry in allow:
@@ -49,11 +52,11 @@ class EgressPolicy:
                 self.hosts.add(entry.lower().rstrip("."))
 
     @classmethod
-    def with_proxies(cls, allow: Iterable[str]) -> EgressPolicy:
+    def with_proxies(cls, allow: Iterable[str], setting: str = "upstream_allow") -> EgressPolicy:
         """The configured allow-list plus the proxies from the environment
         (operator-set, and the proxy is what the connection goes to)."""
         proxies = [urlsplit(url).hostname or "" for url in urllib.request.getproxies().values()]
-        return cls([*allow, *proxies])
+        return cls([*allow, *proxies], setting)
 
     def ip_allowed(self, value: str) -> bool:
         address = _address(value)
@@ -74,7 +77,7 @@ class EgressPolicy:
         if self.host_named(host):
             return
         if _address(host) is not None and not self.ip_allowed(host):
-            raise EgressRefused(self._refusal(host, host))
+            raise EgressRefused(self.refusal(host, host))
 
     async def check_url_resolved(self, url: str) -> None:
         """check_url, plus the addresses a name resolves to now (for the API)."""
@@ -91,14 +94,15 @@ class EgressPolicy:
         for info in infos:
             address = str(info[4][0])
             if not self.ip_allowed(address):
-                raise EgressRefused(self._refusal(host, address))
+                raise EgressRefused(self.refusal(host, address))
 
-    @staticmethod
-    def _refusal(host: str, address: str) -> str:
+    def refusal(self, host: str, address: str) -> str:
+        what = self.setting.removesuffix("_allow")
+        flag = self.setting.replace("_", "-")
         return (
-            f"upstream host {host!r} is a private, loopback or link-local address ({address}); "
-            "an operator may allow it with upstream_allow in lockgate.toml "
-            "(or --upstream-allow / LOCKGATE_UPSTREAM_ALLOW)"
+            f"{what} host {host!r} is a private, loopback or link-local address ({address}); "
+            f"an operator may allow it with {self.setting} in lockgate.toml "
+            f"(or --{flag} / LOCKGATE_{self.setting.upper()})"
         )
 
 
@@ -119,7 +123,7 @@ class GuardedResolver(AbstractResolver):
         allowed = [r for r in results if self.policy.ip_allowed(str(r["host"]))]
         if not allowed:
             address = str(results[0]["host"]) if results else "?"
-            raise OSError(EgressPolicy._refusal(host, address))
+            raise OSError(self.policy.refusal(host, address))
         return allowed
 
     async def close(self) -> None:
