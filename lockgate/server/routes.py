@@ -75,6 +75,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{json_path}/{{version:{VERSION}}}/json/", jsonapi.project_json)
 
     r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}", packages.delete_project_view)
+    # devpi-style index URLs without +simple/ (pip and uv append the project).
+    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", simple.devpi_project_redirect)
+    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", simple.devpi_project_redirect)
     release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}"
     r.add_delete(release, packages.delete_release_view)
     r.add_patch(release, packages.patch_release)
