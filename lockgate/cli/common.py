@@ -32,3 +32,37 @@ def ready_settings(serverdir: Path | None) -> Settings:
     except ServerDirError as exc:
         raise click.ClickException(str(exc)) from None
     return settings
+
+
+def print_password(result_password: str) -> None:
+    click.echo("")
+    click.echo("  Generated password for the 'root' user (shown only this once):")
+    click.echo(f"    {result_password}")
+    click.echo("")
+
+
+def do_init(
+    settings: Settings,
+    *,
+    db_given: bool,
+    root_password: str | None,
+    upstream: str | None,
+    show_password: bool = True,
+) -> None:
+    """Create the server directory `settings` names, printing a generated root password."""
+    from lockgate.accounts.passwords import generate_password
+    from lockgate.serverdir import ServerDirError, init_serverdir
+
+    try:
+        result = init_serverdir(
+            settings,
+            db_url_given=db_given,
+            root_password=root_password,
+            upstream=upstream,
+            generate_password=generate_password,
+        )
+    except ServerDirError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Initialised lockgate server directory {settings.serverdir}")
+    if result.generated and show_password:
+        print_password(result.root_password)

@@ -9,40 +9,12 @@ import click
 
 from lockgate import __version__
 from lockgate.cli.admin import hook_group, index_group, token_group, user_group
-from lockgate.cli.common import SERVERDIR_OPTION, ready_settings
+from lockgate.cli.common import SERVERDIR_OPTION, do_init, ready_settings
 from lockgate.cli.common import resolve_serverdir as _serverdir
 from lockgate.cli.log import log_command
 from lockgate.cli.mirror import mirror_group
 from lockgate.cli.transfer import export_command, import_command
-from lockgate.config import PRIMARY_PASSWORD_REFUSED, Settings, load_settings
-
-
-def _print_password(result_password: str) -> None:
-    click.echo("")
-    click.echo("  Generated password for the 'root' user (shown only this once):")
-    click.echo(f"    {result_password}")
-    click.echo("")
-
-
-def _do_init(
-    settings: Settings, *, db_given: bool, root_password: str | None, upstream: str | None
-) -> None:
-    from lockgate.accounts.passwords import generate_password
-    from lockgate.serverdir import ServerDirError, init_serverdir
-
-    try:
-        result = init_serverdir(
-            settings,
-            db_url_given=db_given,
-            root_password=root_password,
-            upstream=upstream,
-            generate_password=generate_password,
-        )
-    except ServerDirError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"Initialised lockgate server directory {settings.serverdir}")
-    if result.generated:
-        _print_password(result.root_password)
+from lockgate.config import PRIMARY_PASSWORD_REFUSED, load_settings
 
 
 @click.group()
@@ -72,7 +44,7 @@ def init(
     settings = load_settings(
         _serverdir(serverdir), db=db, upstream_allow=",".join(upstream_allow) or None
     )
-    _do_init(settings, db_given=db is not None, root_password=root_password, upstream=upstream)
+    do_init(settings, db_given=db is not None, root_password=root_password, upstream=upstream)
 
 
 @main.command()
@@ -183,7 +155,7 @@ def serve(
                 raise click.ClickException(str(exc)) from None
             click.echo(f"Initialised replica {path} of {settings.primary_url}")
         else:
-            _do_init(
+            do_init(
                 settings, db_given=db is not None, root_password=root_password, upstream=upstream
             )
         settings = load_settings(path, **flags)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.progress import Progress
 
-from lockgate.cli.common import SERVERDIR_OPTION, ready_settings
+from lockgate.cli.common import SERVERDIR_OPTION, do_init, ready_settings, resolve_serverdir
 from lockgate.db.session import Database
 from lockgate.domains import build_registry
 from lockgate.storage.blobs import BlobStore
@@ -60,10 +60,25 @@ def export_command(serverdir: Path | None, out: Path, since: int) -> None:
 @SERVERDIR_OPTION
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 def import_command(serverdir: Path | None, bundle: Path) -> None:
-    """Verify BUNDLE completely, then apply it (all or nothing)."""
+    """Verify BUNDLE completely, then apply it (all or nothing). A server directory
+    that does not exist yet is created first, so the closed side needs one command."""
+    from lockgate.config import load_settings
+    from lockgate.serverdir import is_serverdir
     from lockgate.transfer.importer import ImportRefused, import_bundle
 
-    settings = ready_settings(serverdir)
+    path = resolve_serverdir(serverdir)
+    created = not is_serverdir(path)
+    if created:
+        # A full bundle brings root and every user with their passwords: the root
+        # password made here is replaced by the source's, so it is not shown.
+        do_init(
+            load_settings(path),
+            db_given=False,
+            root_password=None,
+            upstream=None,
+            show_password=False,
+        )
+    settings = ready_settings(path)
 
     async def run() -> None:
         db = Database(settings.db_url)
@@ -78,7 +93,10 @@ def import_command(serverdir: Path | None, bundle: Path) -> None:
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
                 )
         except ImportRefused as exc:
-            raise click.ClickException(f"import refused, nothing was changed: {exc}") from None
+            created_note = f" ({path} was created, empty)" if created else ""
+            raise click.ClickException(
+                f"import refused, nothing was changed{created_note}: {exc}"
+            ) from None
         finally:
             await db.dispose()
         click.echo(

@@ -152,3 +152,29 @@ def test_full_then_incremental_round_trip_and_refusals(
     assert _state(target) == _state(source)
     again = _lockgate("import", "--serverdir", str(target.serverdir), str(delta))
     assert again.returncode != 0 and "imported up to serial" in again.stderr
+
+
+def test_import_creates_a_missing_server_directory(
+    make_server: Callable[..., LockgateServer], clients: Clients, tmp_path: Path
+) -> None:
+    """The closed side of an air gap needs one command: `lockgate import` on a server
+    directory that does not exist yet initialises it (embedded SQLite) first."""
+    source = make_server("source")
+    source.create_user("alice", "alice-pw")
+    source.create_index("alice/dev", ("alice", "alice-pw"))
+    wheel = make_wheel(tmp_path, "carried", "1.0")
+    upload = clients.twine_upload(f"{source.url}/alice/dev/", [wheel], "alice", "alice-pw")
+    assert upload.returncode == 0, upload.stderr
+    source.stop()
+    bundle = tmp_path / "full.tar"
+    assert _lockgate("export", "--serverdir", str(source.serverdir), str(bundle)).returncode == 0
+    fresh = tmp_path / "inside" / "lockgate"
+    imported = _lockgate("import", "--serverdir", str(fresh), str(bundle))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "Initialised" in imported.stdout and "Generated password" not in imported.stdout
+    served = LockgateServer(fresh).start()
+    try:
+        page = served.get("/alice/dev/+simple/carried/", auth=("alice", "alice-pw"))
+        assert page.status_code == 200 and wheel.name in page.text
+    finally:
+        served.stop()
