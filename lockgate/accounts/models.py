@@ -20,7 +20,8 @@ class User(Base):
 
 # User names are unique regardless of case ("alice" and "ALICE" cannot both exist);
 # lookups stay exact. Migration 0006 creates this index unless the database
-# already held look-alike names (then the services' check alone holds).
+# already held look-alike names: then the services' check alone holds until they
+# are resolved and `lockgate migrate` creates it (migrations.enforce_case_indexes).
 USERS_LOWER_NAME = Index("uq_users_lower_name", func.lower(User.name), unique=True)
 
 

@@ -57,6 +57,21 @@ async def users_named_any_case(session: AsyncSession, name: str) -> list[str]:
     return list((await session.execute(query)).scalars())
 
 
+async def case_lookalike_users(session: AsyncSession) -> list[list[str]]:
+    """Groups of user names that differ only in case, each sorted: left from before
+    names became case-insensitive (or applied from such a server's changelog).
+    `lockgate migrate` lists them for the operator; `create_user` refuses new ones."""
+    folded = func.lower(User.name)
+    clashing = select(folded).group_by(folded).having(func.count() > 1)
+    names = (
+        await session.execute(select(User.name).where(folded.in_(clashing)).order_by(User.name))
+    ).scalars()
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.lower(), []).append(name)
+    return [groups[key] for key in sorted(groups)]
+
+
 async def password_hash_of(session: AsyncSession, name: str) -> str | None:
     """The stored hash to check a login against; None when there is no such user."""
     return (

@@ -26,8 +26,9 @@ class Index(Base):
 
 # Index names are unique within a user regardless of case ("alice/dev" and
 # "alice/Dev" cannot both exist; "bob/dev" beside them can); lookups stay exact.
-# Created by migration 0006 unless look-alikes already existed (then the
-# services' check alone holds).
+# Created by migration 0006 unless look-alikes already existed: then the services'
+# check alone holds until they are resolved and `lockgate migrate` creates it
+# (migrations.enforce_case_indexes).
 INDEXES_LOWER_NAME = DbIndex(
     "uq_indexes_user_name_lower_name", Index.user_name, func.lower(Index.name), unique=True
 )

@@ -136,6 +136,34 @@ async def indexes_named_any_case(session: AsyncSession, user: str, name: str) ->
     return list((await session.execute(query)).scalars())
 
 
+async def case_lookalike_indexes(session: AsyncSession) -> list[list[str]]:
+    """Groups of one user's index paths whose names differ only in case, each sorted:
+    left from before index names became case-insensitive (or applied from such a
+    server's changelog). `lockgate migrate` lists them for the operator;
+    `create_index` refuses new ones."""
+    folded = func.lower(Index.name)
+    clashing = (
+        select(Index.user_name.label("user_name"), folded.label("folded"))
+        .group_by(Index.user_name, folded)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(Index.user_name, Index.name)
+            .join(
+                clashing,
+                (clashing.c.user_name == Index.user_name) & (clashing.c.folded == folded),
+            )
+            .order_by(Index.user_name, Index.name)
+        )
+    ).all()
+    groups: dict[tuple[str, str], list[str]] = {}
+    for user, name in rows:
+        groups.setdefault((user, name.lower()), []).append(f"{user}/{name}")
+    return [groups[key] for key in sorted(groups)]
+
+
 async def require_index(session: AsyncSession, user: str, name: str) -> IndexView:
     index = await get_index(session, user, name)
     if index is None:

@@ -26,7 +26,7 @@ from lockgate.changelog.codec import (
     decode_lines,
     verify_chain,
 )
-from lockgate.changelog.payloads import EntryFormatError, Payload
+from lockgate.changelog.payloads import EntryFormatError, Payload, applying_foreign_entries
 from lockgate.changelog.registry import EntryRegistry
 from lockgate.changelog.writer import record, utcnow_iso
 from lockgate.db.session import Database
@@ -193,8 +193,9 @@ async def import_bundle(
         blobs.commit_temp(temp, sha256)
     try:
         async with db.write() as session:
-            for payload in payloads:
-                await record(session, payload)
+            with applying_foreign_entries(session):
+                for payload in payloads:
+                    await record(session, payload)
             await record(
                 session,
                 ImportMarkSet(

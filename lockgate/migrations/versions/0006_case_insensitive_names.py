@@ -7,7 +7,9 @@ Create Date: 2026-12-10 10:00:00
 Unique indexes on lower(users.name) and on (indexes.user_name, lower(indexes.name)).
 A database that already holds names differing only in case ("Root" beside
 "root") cannot take the index: then it is left out and the upgrade still
-succeeds. The services refuse new look-alikes either way.
+succeeds; `lockgate migrate` lists the look-alikes for the operator and creates
+the index on a later run once they are resolved (`migrations.enforce_case_indexes`).
+The services refuse new look-alikes either way.
 
 Note for later migrations: SQLite's batch mode (which recreates a table) does not
 carry expression indexes over; a batch operation on `users` or `indexes` must
