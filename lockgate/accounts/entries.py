@@ -7,12 +7,40 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+import structlog
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.schema import DropIndex
 
-from lockgate.accounts.models import Token, User
-from lockgate.changelog.payloads import Payload
+from lockgate.accounts.models import USERS_LOWER_NAME, Token, User
+from lockgate.changelog.payloads import Payload, applying_foreign
 from lockgate.changelog.registry import EntryRegistry
+
+log = structlog.get_logger("lockgate.accounts")
+
+
+async def _admit_case_lookalike(session: AsyncSession, name: str) -> None:
+    """Make room for a user whose name differs only in case from an existing one,
+    when applying another server's entry (replica, import, replay).
+
+    This server never writes such an entry: `create_user` refuses it, and the unique
+    index on lower(name) stops one that slipped past. A server that held look-alikes
+    before names became case-insensitive has them in its changelog; applying them
+    exactly leaves this database without that index, as that server is.
+    `lockgate migrate` lists the look-alikes and restores the index once they are
+    resolved."""
+    if not applying_foreign(session):
+        return
+    query = select(User.name).where(func.lower(User.name) == name.lower()).limit(1)
+    existing = (await session.execute(query)).scalar_one_or_none()
+    if existing is not None:
+        log.warning(
+            "applying a user name that differs only in case from an existing one; "
+            "run `lockgate migrate` to list such names",
+            user=name,
+            existing=existing,
+        )
+        await session.execute(DropIndex(USERS_LOWER_NAME, if_exists=True))
 
 
 @dataclass(frozen=True)
@@ -30,6 +58,7 @@ class UserPut(Payload):
             await session.execute(select(User).where(User.name == self.name))
         ).scalar_one_or_none()
         if user is None:
+            await _admit_case_lookalike(session, self.name)
             session.add(
                 User(
                     name=self.name,

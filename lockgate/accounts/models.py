@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lockgate.db.base import Base
@@ -16,6 +16,13 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     email: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[str] = mapped_column(String(32))
+
+
+# User names are unique regardless of case ("alice" and "ALICE" cannot both exist);
+# lookups stay exact. Migration 0008 creates this index unless the database
+# already held look-alike names: then the services' check alone holds until they
+# are resolved and `lockgate migrate` creates it (migrations.enforce_case_indexes).
+USERS_LOWER_NAME = Index("uq_users_lower_name", func.lower(User.name), unique=True)
 
 
 class Token(Base):

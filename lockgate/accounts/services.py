@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.accounts.entries import UserDelete, UserPut
@@ -49,6 +49,28 @@ def require_self_or_root(actor: str, owner: str) -> None:
 
 async def get_user(session: AsyncSession, name: str) -> User | None:
     return (await session.execute(select(User).where(User.name == name))).scalar_one_or_none()
+
+
+async def users_named_any_case(session: AsyncSession, name: str) -> list[str]:
+    """The users whose names equal `name` regardless of case (more than one only on a
+    server that held look-alikes before names became case-insensitive)."""
+    query = select(User.name).where(func.lower(User.name) == name.lower()).order_by(User.name)
+    return list((await session.execute(query)).scalars())
+
+
+async def case_lookalike_users(session: AsyncSession) -> list[list[str]]:
+    """Groups of user names that differ only in case, each sorted: left from before
+    names became case-insensitive (or applied from such a server's changelog).
+    `lockgate migrate` lists them for the operator; `create_user` refuses new ones."""
+    folded = func.lower(User.name)
+    clashing = select(folded).group_by(folded).having(func.count() > 1)
+    names = (
+        await session.execute(select(User.name).where(folded.in_(clashing)).order_by(User.name))
+    ).scalars()
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.lower(), []).append(name)
+    return [groups[key] for key in sorted(groups)]
 
 
 async def password_hash_of(session: AsyncSession, name: str) -> str | None:
@@ -112,8 +134,15 @@ async def create_user(
     check_name("user", name)
     if change.password_hash is None:
         raise BadRequest("a non-empty 'password' is required")
-    if await get_user(session, name) is not None:
+    # Inside the write transaction, so a racing creation is seen (and the unique
+    # index on lower(name) stops it in the database too).
+    existing = await users_named_any_case(session, name)
+    if name in existing:
         raise Conflict(f"user {name!r} already exists")
+    if existing:
+        raise Conflict(
+            f"user {existing[0]!r} already exists (user names are unique regardless of case)"
+        )
     email = None if change.email is _UNCHANGED else change.email
     await record(
         session,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -115,3 +116,25 @@ class Payload:
     async def apply(self, session: AsyncSession) -> None:
         """Change the state tables as this entry says; the caller owns the transaction."""
         raise NotImplementedError(f"{type(self).__name__} does not say how it applies")
+
+
+_FOREIGN = "lockgate.applying_foreign_entries"
+
+
+@contextmanager
+def applying_foreign_entries(session: AsyncSession) -> Iterator[None]:
+    """Mark `session` as applying entries another server wrote (a replica following
+    its primary, an import, a replay). Their appliers must reproduce that server's
+    state even where this server's own rules would refuse the change today, such
+    as user or index names differing only in case, written before they were refused."""
+    before = session.info.get(_FOREIGN, False)
+    session.info[_FOREIGN] = True
+    try:
+        yield
+    finally:
+        session.info[_FOREIGN] = before
+
+
+def applying_foreign(session: AsyncSession) -> bool:
+    """Whether `session` applies entries another server wrote (see above)."""
+    return bool(session.info.get(_FOREIGN, False))

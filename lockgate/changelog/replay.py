@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.changelog.codec import ChainCursor, Entry
 from lockgate.changelog.models import ChangelogEntry
+from lockgate.changelog.payloads import applying_foreign_entries
 from lockgate.changelog.registry import EntryRegistry
 from lockgate.changelog.writer import lock_serial
 from lockgate.db.state import require_state
@@ -70,8 +71,9 @@ async def apply_foreign_entry(session: AsyncSession, registry: EntryRegistry, en
     )
     state.serial = entry.serial
     state.last_hash = entry.hash
-    await payload.apply(session)
-    await session.flush()
+    with applying_foreign_entries(session):
+        await payload.apply(session)
+        await session.flush()
 
 
 async def state_digest(session: AsyncSession, registry: EntryRegistry) -> dict[str, Any]:

@@ -193,6 +193,40 @@ def migrate(serverdir: Path | None) -> None:
     migrations.upgrade(settings.db_url)
     after = migrations.current_revision(settings.db_url)
     click.echo(f"schema {before} -> {after}" if before != after else f"schema already at {after}")
+    _check_case_lookalikes(settings.db_url)
+
+
+def _check_case_lookalikes(db_url: str) -> None:
+    """After upgrading: list names that differ only in case (left from before names
+    became case-insensitive), and enforce uniqueness in the database where none are
+    left."""
+    import asyncio
+
+    from lockgate import migrations
+    from lockgate.accounts.services import case_lookalike_users
+    from lockgate.db.session import Database
+    from lockgate.indexes.services import case_lookalike_indexes
+
+    async def find() -> tuple[list[list[str]], list[list[str]]]:
+        db = Database(db_url)
+        try:
+            async with db.read() as session:
+                return await case_lookalike_users(session), await case_lookalike_indexes(session)
+        finally:
+            await db.dispose()
+
+    users, indexes = asyncio.run(find())
+    for plural, singular, groups in (("users", "user", users), ("indexes", "index", indexes)):
+        for group in groups:
+            click.echo(
+                f"warning: {plural} differing only in case: {', '.join(group)}. Delete all "
+                "but one, then run `lockgate migrate` again; until then the database does "
+                f"not enforce unique {singular} names regardless of case (lockgate still "
+                "refuses new look-alikes)",
+                err=True,
+            )
+    for name in migrations.enforce_case_indexes(db_url, users=not users, indexes=not indexes):
+        click.echo(f"created unique index {name}: look-alike names resolved")
 
 
 @main.command()

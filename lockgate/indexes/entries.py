@@ -7,12 +7,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+import structlog
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.schema import DropIndex
 
-from lockgate.changelog.payloads import Payload
+from lockgate.changelog.payloads import Payload, applying_foreign
 from lockgate.changelog.registry import EntryRegistry
-from lockgate.indexes.models import Index
+from lockgate.indexes.models import INDEXES_LOWER_NAME, Index
+
+log = structlog.get_logger("lockgate.indexes")
 
 
 async def index_row(session: AsyncSession, user: str, name: str) -> Index:
@@ -26,6 +30,33 @@ async def index_paths(session: AsyncSession) -> dict[int, str]:
     """Row id → `user/index`, for digests that must not show row ids."""
     rows = (await session.execute(select(Index.id, Index.user_name, Index.name))).all()
     return {row_id: f"{user}/{name}" for row_id, user, name in rows}
+
+
+async def _admit_case_lookalike(session: AsyncSession, user: str, name: str) -> None:
+    """Make room for an index whose name differs only in case from one of the same
+    user's, when applying another server's entry (replica, import, replay).
+
+    This server never writes such an entry: `create_index` refuses it, and the
+    unique index on (user_name, lower(name)) stops one that slipped past. Applying
+    the look-alikes of a server that held them before index names became
+    case-insensitive leaves this database without that index, as that server is;
+    `lockgate migrate` lists them and restores the index once they are resolved."""
+    if not applying_foreign(session):
+        return
+    query = (
+        select(Index.name)
+        .where(Index.user_name == user, func.lower(Index.name) == name.lower())
+        .limit(1)
+    )
+    existing = (await session.execute(query)).scalar_one_or_none()
+    if existing is not None:
+        log.warning(
+            "applying an index name that differs only in case from an existing one; "
+            "run `lockgate migrate` to list such names",
+            index=f"{user}/{name}",
+            existing=f"{user}/{existing}",
+        )
+        await session.execute(DropIndex(INDEXES_LOWER_NAME, if_exists=True))
 
 
 @dataclass(frozen=True)
@@ -46,6 +77,7 @@ class IndexPut(Payload):
         ).scalar_one_or_none()
         config = json.dumps(self.config, sort_keys=True)
         if existing is None:
+            await _admit_case_lookalike(session, self.user, self.name)
             session.add(Index(user_name=self.user, name=self.name, type=self.type, config=config))
         else:
             existing.type = self.type

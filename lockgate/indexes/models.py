@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, func
+from sqlalchemy import Index as DbIndex
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lockgate.db.base import Base
@@ -21,3 +22,13 @@ class Index(Base):
     @property
     def path(self) -> str:
         return f"{self.user_name}/{self.name}"
+
+
+# Index names are unique within a user regardless of case ("alice/dev" and
+# "alice/Dev" cannot both exist; "bob/dev" beside them can); lookups stay exact.
+# Created by migration 0008 unless look-alikes already existed: then the services'
+# check alone holds until they are resolved and `lockgate migrate` creates it
+# (migrations.enforce_case_indexes).
+INDEXES_LOWER_NAME = DbIndex(
+    "uq_indexes_user_name_lower_name", Index.user_name, func.lower(Index.name), unique=True
+)

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.accounts.services import ROOT_USER, require_user
@@ -131,6 +131,45 @@ async def get_index(session: AsyncSession, user: str, name: str) -> IndexView | 
     return IndexView.from_row(row) if row else None
 
 
+async def indexes_named_any_case(session: AsyncSession, user: str, name: str) -> list[str]:
+    """The names of `user`'s indexes that equal `name` regardless of case (more than one
+    only where look-alikes existed before index names became case-insensitive)."""
+    query = (
+        select(Index.name)
+        .where(Index.user_name == user, func.lower(Index.name) == name.lower())
+        .order_by(Index.name)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def case_lookalike_indexes(session: AsyncSession) -> list[list[str]]:
+    """Groups of one user's index paths whose names differ only in case, each sorted:
+    left from before index names became case-insensitive (or applied from such a
+    server's changelog). `lockgate migrate` lists them for the operator;
+    `create_index` refuses new ones."""
+    folded = func.lower(Index.name)
+    clashing = (
+        select(Index.user_name.label("user_name"), folded.label("folded"))
+        .group_by(Index.user_name, folded)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(Index.user_name, Index.name)
+            .join(
+                clashing,
+                (clashing.c.user_name == Index.user_name) & (clashing.c.folded == folded),
+            )
+            .order_by(Index.user_name, Index.name)
+        )
+    ).all()
+    groups: dict[tuple[str, str], list[str]] = {}
+    for user, name in rows:
+        groups.setdefault((user, name.lower()), []).append(f"{user}/{name}")
+    return [groups[key] for key in sorted(groups)]
+
+
 async def require_index(session: AsyncSession, user: str, name: str) -> IndexView:
     index = await get_index(session, user, name)
     if index is None:
@@ -218,8 +257,16 @@ async def create_index(
     """Create an index; `precheck_config(data)` must have run before the transaction."""
     check_name("index", name)
     await require_user(session, owner)
-    if await get_index(session, owner, name) is not None:
+    # Inside the write transaction, so a racing creation is seen (and the unique
+    # index on (user_name, lower(name)) stops it in the database too).
+    existing = await indexes_named_any_case(session, owner, name)
+    if name in existing:
         raise Conflict(f"index {owner}/{name} already exists")
+    if existing:
+        raise Conflict(
+            f"index {owner}/{existing[0]} already exists "
+            "(index names are unique within a user regardless of case)"
+        )
     config = parse_config(owner, name, data)
     await _check_bases_exist(session, config)
     await _check_no_read_leak(session, IndexView(0, owner, name, config))

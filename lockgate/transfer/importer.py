@@ -28,7 +28,7 @@ from lockgate.changelog.codec import (
     decode_lines,
     verify_chain,
 )
-from lockgate.changelog.payloads import EntryFormatError, Payload
+from lockgate.changelog.payloads import EntryFormatError, Payload, applying_foreign_entries
 from lockgate.changelog.registry import EntryRegistry
 from lockgate.changelog.writer import record, utcnow_iso
 from lockgate.db.session import Database
@@ -197,9 +197,10 @@ async def import_bundle(
         blobs.commit_temp(temp, sha256)
     try:
         async with db.write() as session:
-            for entry, payload in payloads:
-                # Imported entries keep who caused them on the source server.
-                await record(session, payload, entry.caused_by() or IMPORTER)
+            with applying_foreign_entries(session):
+                for entry, payload in payloads:
+                    # Imported entries keep who caused them on the source server.
+                    await record(session, payload, entry.caused_by() or IMPORTER)
             await record(
                 session,
                 ImportMarkSet(
