@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -37,6 +38,18 @@ log = structlog.get_logger("lockgate.server")
 UPLOAD_OVERHEAD_BYTES = 32 * 1024 * 1024
 
 
+@contextlib.asynccontextmanager
+async def _in_background(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run `work` as a task for the life of the block; cancelled when it ends."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     database = Database(app[SETTINGS].db_url)
     await database.load_serial()
@@ -66,11 +79,8 @@ async def _serial_watch_ctx(app: web.Application) -> AsyncIterator[None]:
             except Exception:  # noqa: BLE001 - a database hiccup must not end the watch
                 log.warning("could not read the current serial", exc_info=True)
 
-    task = asyncio.create_task(watch())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _in_background(watch()):
+        yield
 
 
 async def _replica_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -80,11 +90,8 @@ async def _replica_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PRIMARY] = primary
     follower = Follower(app[DATABASE], app[BLOBS], primary, app[REGISTRY])
     app[FOLLOWER] = follower
-    task = asyncio.create_task(follower.run())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _in_background(follower.run()):
+        yield
     await primary.close()
 
 
@@ -100,11 +107,8 @@ async def _hooks_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await sender.start()
     app[HOOKS] = sender
-    task = asyncio.create_task(sender.run())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _in_background(sender.run()):
+        yield
     await sender.close()
 
 
