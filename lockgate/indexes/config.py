@@ -38,6 +38,7 @@ STAGE_KEYS = {
     "acl_upload",
     "acl_read",
     "mirror_whitelist",
+    "strict_filenames",
     "title",
     "description",
 }
@@ -69,6 +70,8 @@ class StageConfig:
     bases: tuple[str, ...] = ()
     volatile: bool = True  # false: releases can never be overwritten or deleted
     mirror_whitelist: tuple[str, ...] = ()  # normalized names, or "*"
+    # PyPI's rule: file names must spell the project in today's normalized form.
+    strict_filenames: bool = False
     title: str = ""
     description: str = ""
     type: str = dataclasses.field(default="stage", init=False)
@@ -136,6 +139,7 @@ def from_stored(index_type: str, data: dict[str, Any], owner: str) -> IndexConfi
         bases=tuple(data.get("bases", [])),
         volatile=bool(data.get("volatile", True)),
         mirror_whitelist=tuple(data.get("mirror_whitelist", [])),
+        strict_filenames=bool(data.get("strict_filenames", False)),
         title=str(data.get("title") or ""),
         description=str(data.get("description") or ""),
     )
@@ -277,6 +281,7 @@ def _stage_config(
         mirror_whitelist=tuple(
             sorted({p if p == "*" else canonicalize_name(p) for p in whitelist})
         ),
+        strict_filenames=_as_bool(data.get("strict_filenames", False), "strict_filenames"),
         **common,
     )
 

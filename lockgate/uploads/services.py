@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -19,6 +20,7 @@ from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import lock_serial, record, utcnow_iso
 from lockgate.db.session import Database
 from lockgate.errors import Conflict, Forbidden
+from lockgate.indexes.config import StageConfig
 from lockgate.indexes.services import IndexView, require_index, require_upload_permission
 from lockgate.packages.entries import FileAdd
 from lockgate.packages.services import find_own_file
@@ -60,8 +62,9 @@ async def check_upload(
         raise UploadRejected("Upload payload does not have a file.")
     require_upload_permission(actor.name, index, form.name)
     check_filename(form, filename)
+    strict = isinstance(index.config, StageConfig) and index.config.strict_filenames
     checked = await asyncio.to_thread(
-        check_distribution,
+        partial(check_distribution, strict_filenames=strict),
         form,
         filename,
         temp,

@@ -706,7 +706,9 @@ def _parse_file_metadata(data: bytes, member: str) -> _FileMetadata:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_sdist_filename(form: UploadForm, filename: str, form_version: Version) -> None:
+def _check_sdist_filename(
+    form: UploadForm, filename: str, form_version: Version, strict: bool = True
+) -> None:
     """R4.12 / R4.17, as Warehouse applies them to sdists."""
     try:
         name_from_filename, _ = parse_sdist_filename(filename)
@@ -730,12 +732,20 @@ def _check_sdist_filename(form: UploadForm, filename: str, form_version: Version
         raise UploadRejected(f"Start filename for {form.name!r} with {_underscored(form.name)!r}.")
 
     expected = f"{_underscored(form.name)}-{form_version}.tar.gz"
+    if not strict and filename.endswith(".tar.gz"):
+        # A legacy spelling of the name is fine; the version must still be the form's.
+        try:
+            parsed = Version(filename[: -len(".tar.gz")].rpartition("-")[2])
+        except InvalidVersion:
+            parsed = None
+        if parsed == form_version:
+            return
     if filename != expected:
         raise UploadRejected(f"Filename {filename!r} is invalid, should be {expected!r}.")
 
 
 def _check_wheel_filename(
-    form: UploadForm, filename: str, form_version: Version, dist_info: str
+    form: UploadForm, filename: str, form_version: Version, dist_info: str, strict: bool = True
 ) -> tuple[Version, str]:
     """R4.12 / R4.16 for wheels; return the filename's version and python tag."""
     try:
@@ -750,7 +760,7 @@ def _check_wheel_filename(
 
     # parse_wheel_filename accepts legacy '.' and uppercase; uploads must be exact.
     name_from_filename = filename.split("-", 1)[0]
-    if name_from_filename != _underscored(form.name):
+    if strict and name_from_filename != _underscored(form.name):
         raise UploadRejected(
             f"Filename {filename!r} should contain the normalized project name "
             f"{_underscored(form.name)!r}, not {name_from_filename!r}."
@@ -797,14 +807,22 @@ def _file_digests(path: pathlib.Path) -> dict[str, str]:
 
 
 def check_distribution(
-    form: UploadForm, filename: str, path: pathlib.Path, digests: dict[str, str]
+    form: UploadForm,
+    filename: str,
+    path: pathlib.Path,
+    digests: dict[str, str],
+    *,
+    strict_filenames: bool = True,
 ) -> CheckedDistribution:
     """Validate a stored upload against its form, in Warehouse's order (docs/standards.md 4.4).
 
     `digests` are the server-computed {"sha256", "blake2_256", "md5"} hex digests of the file
     at `path`. Checks: the filename again (so this function is safe on its own), every digest
     the client sent, archive validity, the filename name/version rules, and agreement of the
-    file's own metadata with the form.
+    file's own metadata with the form. Without `strict_filenames` (the index option; a
+    private index's default), a file name whose project part is not in today's normalized
+    form (`PyYAML-6.0.1-…whl`, `Django-4.2.7.tar.gz`) is accepted as the wheel
+    specification asks of tools, as long as it normalizes to the project.
     """
     check_filename(form, filename)
 
@@ -825,12 +843,14 @@ def check_distribution(
         dist_info, metadata_bytes = _inspect_wheel(path)
         member = f"{dist_info}/METADATA"
         file_meta = _parse_file_metadata(metadata_bytes, member)
-        version, python_version = _check_wheel_filename(form, filename, form_version, dist_info)
+        version, python_version = _check_wheel_filename(
+            form, filename, form_version, dist_info, strict_filenames
+        )
         core_metadata: bytes | None = metadata_bytes
     else:
         member, metadata_bytes = _inspect_sdist(path)
         file_meta = _parse_file_metadata(metadata_bytes, member)
-        _check_sdist_filename(form, filename, form_version)
+        _check_sdist_filename(form, filename, form_version, strict_filenames)
         version, python_version = form_version, "source"
         core_metadata = None
     _check_file_agrees(form, file_meta, member)

@@ -31,7 +31,7 @@ import pytest
 import requests
 
 from tests.support.dists import make_sdist, make_wheel
-from tests.support.server import LockgateServer, server_events, tmp_entries
+from tests.support.server import Clients, LockgateServer, server_events, tmp_entries
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -286,6 +286,12 @@ def set_up_users(server: LockgateServer) -> None:
     server.create_user("bob", BOB[1])
     server.create_index("alice/dev", ALICE)
     server.create_index("alice/prod", ALICE, volatile=False)
+
+
+def strict_index(server: LockgateServer) -> None:
+    """alice/strict: PyPI's file name rule, opted into (lockgate accepts legacy
+    spellings by default)."""
+    server.create_index("alice/strict", ALICE, strict_filenames=True)
 
 
 @pytest.fixture
@@ -543,6 +549,7 @@ def test_digest_problems_are_refused(stage: LockgateServer, dists: Dists) -> Non
 def test_name_and_version_mismatches_are_refused(
     stage: LockgateServer, dists: Dists, tmp_path: Path
 ) -> None:
+    strict_index(stage)
     metadata_member = "foo_bar-1.0.dist-info/METADATA"
     with zipfile.ZipFile(dists.wheel) as archive:
         metadata = archive.read(metadata_member).decode()
@@ -581,13 +588,17 @@ def test_name_and_version_mismatches_are_refused(
             "Version in METADATA should be '1.0' not '2.0'.",
         ),
         (
-            "wheel name not in normalized form",
-            lambda: upload(stage, "Foo_Bar-1.0-py3-none-any.whl", dists.wheel_bytes),
+            "wheel name not in normalized form, on a strict index",
+            lambda: upload(
+                stage, "Foo_Bar-1.0-py3-none-any.whl", dists.wheel_bytes, index="alice/strict"
+            ),
             "should contain the normalized project name 'foo_bar', not 'Foo_Bar'.",
         ),
         (
-            "sdist name not in PEP 625 form",
-            lambda: upload(stage, "Foo_Bar-1.0.tar.gz", sdist, filetype="sdist"),
+            "sdist name not in PEP 625 form, on a strict index",
+            lambda: upload(
+                stage, "Foo_Bar-1.0.tar.gz", sdist, filetype="sdist", index="alice/strict"
+            ),
             "Filename 'Foo_Bar-1.0.tar.gz' is invalid, should be 'foo_bar-1.0.tar.gz'.",
         ),
         (
@@ -964,3 +975,34 @@ def test_reupload_to_non_volatile_index(
     url = page["files"][0]["url"]
     served = requests.get(requests.compat.urljoin(stage.url + "/alice/prod/+simple/foo-bar/", url))
     assert served.status_code == 200 and served.content == first
+
+
+def test_legacy_file_names_are_accepted_unless_the_index_is_strict(
+    stage: LockgateServer, dists: Dists, clients: Clients, tmp_path: Path
+) -> None:
+    """Wheels and sdists named as older tools name them (`Foo_Bar-1.0-…whl`,
+    `Foo_Bar-1.0.tar.gz`) are everywhere; the wheel specification asks tools to accept
+    them. They are stored and listed under their own names, `.metadata` included, and
+    install with pip and uv. `strict_filenames: true` keeps PyPI's rule."""
+    strict_index(stage)
+    legacy_wheel, legacy_sdist = "Foo_Bar-1.0-py3-none-any.whl", "Foo_Bar-1.0.tar.gz"
+    for filename, content, filetype in (
+        (legacy_wheel, dists.wheel_bytes, "bdist_wheel"),
+        (legacy_sdist, dists.sdist.read_bytes(), "sdist"),
+    ):
+        response = upload(stage, filename, content, filetype=filetype)
+        assert response.status_code == 200, response.text
+    page = stage.get(
+        "/alice/dev/+simple/foo-bar/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    ).json()
+    files = {f["filename"]: f for f in page["files"]}
+    assert set(files) == {legacy_wheel, legacy_sdist}
+    assert files[legacy_wheel]["core-metadata"]
+    for number, install in enumerate((clients.pip_install, clients.uv_install)):
+        result = install(stage.simple_url("alice/dev"), "foo-bar", target=tmp_path / str(number))
+        assert result.returncode == 0, result.stdout + result.stderr
+    # A name that does not normalize to the project is still refused.
+    other = upload(stage, "Other_Name-1.0-py3-none-any.whl", dists.wheel_bytes)
+    assert other.status_code == 400
+    strict = upload(stage, legacy_wheel, dists.wheel_bytes, index="alice/strict")
+    assert strict.status_code == 400 and "normalized project name" in strict.text

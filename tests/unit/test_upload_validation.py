@@ -1146,3 +1146,23 @@ def test_sdist_digest_checked_before_archive(tmp_path: Path) -> None:
     form = form_for(path, {"sha256_digest": "0" * 64, "blake2_256_digest": None})
     exc = rejected(check_distribution, form, path.name, path, digests_of(path))
     assert "digest supplied" in exc.message
+
+
+def test_legacy_wheel_and_sdist_names_pass_when_not_strict(tmp_path: Path) -> None:
+    """Without strict_filenames a legacy spelling of the project passes; the version and
+    the project (normalized) must still be right."""
+    wheel = build_wheel(tmp_path, "Foo_Bar-1.0-py3-none-any.whl")
+    checked = check_distribution(
+        form_for(wheel, None), wheel.name, wheel, digests_of(wheel), strict_filenames=False
+    )
+    assert checked.version == "1.0"
+    exc = rejected(
+        lambda: check_distribution(
+            form_for(wheel, {"version": "2.0"}),
+            wheel.name,
+            wheel,
+            digests_of(wheel),
+            strict_filenames=False,
+        )
+    )
+    assert exc.message == "Version in filename should be '2.0' not '1.0'."
