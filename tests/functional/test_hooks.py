@@ -63,6 +63,17 @@ def _deliveries(server: LockgateServer, name: str) -> list[dict[str, Any]]:
     return list(response.json()["result"])
 
 
+def _owed(server: LockgateServer, name: str, count: int, seconds: float = 20) -> list[Any]:
+    """The deliveries, once the server has derived `count` of them from its changelog."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = _deliveries(server, name)
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) == count, found
+            return found
+        time.sleep(0.1)
+
+
 def _settled(server: LockgateServer, name: str, seconds: float = 20) -> list[dict[str, Any]]:
     """The deliveries once none is still on its way (the receiver's answer written back)."""
     deadline = time.monotonic() + seconds
@@ -155,6 +166,7 @@ def test_jenkins_and_gitlab_triggers_are_exactly_what_they_expect(
         _hook(server, "jenkins", {"kind": "jenkins", "url": jenkins.url, "trigger_token": "nope",
                                   "user": "ci-bot", "api_token": "****"}, status=200)  # fmt: skip
         _upload(server, clients, make_wheel(tmp_path, "triggered", "3.0"))
+        _owed(server, "jenkins", 2)  # newest first from here on
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             latest = _deliveries(server, "jenkins")[0]
@@ -216,8 +228,7 @@ def test_a_promoted_replica_sends_what_the_primary_could_not(
     ).start()
     try:
         _upload(primary, clients, make_wheel(tmp_path, "failover", "1.0"))
-        owed = _deliveries(primary, "ci")
-        assert len(owed) == 1
+        owed = _owed(primary, "ci", 1)
         _wait_caught_up(primary, replica)
         primary.stop()
         replica.stop()
