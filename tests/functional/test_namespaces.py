@@ -1,6 +1,7 @@
 """Reserved namespaces (docs/reliability.md DC-6): root reserves name prefixes for an
 owner over `/+namespaces` and `lockgate namespace`; prefixes are PEP 503-normalized (PEP
-752's shape); bad input gets a clear 4xx and changes nothing; an owner cannot be deleted.
+752's shape); bad input gets a clear 4xx and changes nothing; an owner cannot be deleted;
+only the owner (or root) creates projects in a namespace, existing ones are kept.
 Real `lockgate serve`, SQLite and PostgreSQL.
 """
 
@@ -14,10 +15,13 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.dists import make_wheel
 from tests.support.server import (
     LOCKGATE,
     LockgateServer,
     server_events,
+    tmp_entries,
+    upload_form,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -139,4 +143,75 @@ def test_namespace_api_refuses_bad_input_and_changes_nothing(
     released = _lockgate(server, "namespace", "release", "tools")
     assert released.returncode == 0, released.stdout + released.stderr
     assert server.get("/+namespaces").json()["result"] == {}
+    _assert_no_server_errors(server)
+
+
+def _upload(
+    server: LockgateServer, index: str, auth: tuple[str, str], wheel: Path, name: str
+) -> requests.Response:
+    with wheel.open("rb") as handle:
+        return server.request(
+            "POST",
+            f"/{index}/",
+            auth=auth,
+            data=upload_form(name, wheel.name.split("-")[1], wheel),
+            files={"content": (wheel.name, handle, "application/octet-stream")},
+        )
+
+
+def test_only_the_owner_creates_projects_in_a_namespace(make_server: Any, tmp_path: Path) -> None:
+    server: LockgateServer = make_server()
+    root = server.root_auth()
+    server.create_user(*TEAM)
+    server.create_user(*BOB)
+    server.create_index("bob/dev", BOB)
+    server.create_index("team/dev", TEAM, acl_upload=["team", "bob"])
+    # Before the reservation bob created acme-old: it is kept, and reported.
+    old = make_wheel(tmp_path / "dist", "acme-old", "1.0")
+    assert _upload(server, "bob/dev", BOB, old, "acme-old").status_code == 200
+    created = _put(server, "acme-", root, owner="team")
+    assert created.json()["result"]["existing_projects"] == ["bob/dev/acme-old"]
+
+    # The existing project keeps taking releases; new ones in the namespace are refused,
+    # also on team's own index when bob (allowed to upload there) would create them.
+    old2 = make_wheel(tmp_path / "dist", "acme-old", "2.0")
+    assert _upload(server, "bob/dev", BOB, old2, "acme-old").status_code == 200
+    before = server.serial()
+    for index, name in (
+        ("bob/dev", "acme-new"),
+        ("bob/dev", "acme"),
+        ("bob/dev", "ACME.Tools"),
+        ("team/dev", "acme-new"),
+    ):
+        wheel = make_wheel(tmp_path / "dist", name, "1.0")
+        response = _upload(server, index, BOB, wheel, name)
+        assert response.status_code == 403, f"{name}: {response.text}"
+        assert "only team (or root) may create" in response.text
+    assert server.serial() == before and tmp_entries(server) == []
+    # team creates it on its index; then bob may upload further releases there.
+    new = make_wheel(tmp_path / "dist", "acme-new", "1.0")
+    assert _upload(server, "team/dev", TEAM, new, "acme-new").status_code == 200
+    new2 = make_wheel(tmp_path / "dist", "acme-new", "2.0")
+    assert _upload(server, "team/dev", BOB, new2, "acme-new").status_code == 200
+    # acmeutils is outside acme- (PEP 752: the namespace is followed by a separator).
+    outside = make_wheel(tmp_path / "dist", "acmeutils", "1.0")
+    assert _upload(server, "bob/dev", BOB, outside, "acmeutils").status_code == 200
+    # root may create projects anywhere.
+    server.create_index("root/dev", root)
+    rooted = make_wheel(tmp_path / "dist", "acme-root", "1.0")
+    assert _upload(server, "root/dev", root, rooted, "acme-root").status_code == 200
+
+    # A nested namespace for another owner: the most specific one decides.
+    assert _put(server, "acme-ml-", root, owner="bob").status_code == 201
+    core = make_wheel(tmp_path / "dist", "acme-ml-core", "1.0")
+    assert _upload(server, "bob/dev", BOB, core, "acme-ml-core").status_code == 200
+    models = make_wheel(tmp_path / "dist", "acme-ml-models", "1.0")
+    response = _upload(server, "team/dev", TEAM, models, "acme-ml-models")
+    assert response.status_code == 403 and "'acme-ml-' reserved for 'bob'" in response.text
+
+    # A project deleted from an index releases its name there: re-creating it is a
+    # creation again, under the namespace's rule.
+    deleted = server.request("DELETE", "/bob/dev/acme-old", auth=BOB)
+    assert deleted.status_code == 200, deleted.text
+    assert _upload(server, "bob/dev", BOB, old2, "acme-old").status_code == 403
     _assert_no_server_errors(server)
