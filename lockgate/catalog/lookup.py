@@ -12,6 +12,7 @@ from lockgate.db.session import Database
 from lockgate.errors import NotFound
 from lockgate.indexes.services import IndexView, require_index, resolve_chain
 from lockgate.mirror.services import MirrorService
+from lockgate.namespaces.services import NamespaceView, namespace_of
 
 
 @dataclass
@@ -21,10 +22,25 @@ class Lookup:
     stale: list[str] = field(default_factory=list)  # why cached mirror pages are unconfirmed
     unavailable: list[str] = field(default_factory=list)  # mirrors with no cache and no upstream
     mirrors: list[IndexView] = field(default_factory=list)  # mirrors consulted
+    reserved: NamespaceView | None = None  # the reserved namespace the name lies in
 
     def require(self, project: str) -> ProjectView:
         if self.view is not None:
             return self.view
+        if self.reserved is not None and not self.mirrors:
+            namespace = self.reserved
+            if self.index.is_mirror:
+                raise NotFound(
+                    f"project {project!r} is reserved for the organisation: it is in the "
+                    f"namespace '{namespace.prefix}' (owner {namespace.owner}), which "
+                    f"{self.index.path} never takes from its upstream; a stage index may "
+                    "allow it by listing the name in its mirror_whitelist"
+                )
+            raise NotFound(
+                f"project {project!r} not found on index {self.index.path}; its name is in "
+                f"the namespace '{namespace.prefix}' reserved for {namespace.owner}, so it is "
+                "never taken from a mirror unless this index lists it in its mirror_whitelist"
+            )
         if self.unavailable:
             raise NotFound(
                 f"project {project!r} is not cached on index {self.index.path} and its upstream "
@@ -42,7 +58,9 @@ async def lookup_project(
         index = await require_index(session, user, name)
         chain = await resolve_chain(session, index)
         consult = await mirrors_to_consult(session, chain, normalized)
-    result = Lookup(index=index, view=None, mirrors=consult)
+        has_mirror = any(i.is_mirror for i in chain)
+        reserved = await namespace_of(session, normalized) if has_mirror else None
+    result = Lookup(index=index, view=None, mirrors=consult, reserved=reserved)
     await confirm_mirrors(mirror, consult, normalized, result)
     async with db.read() as session:
         result.view = await project_files(session, chain, normalized)

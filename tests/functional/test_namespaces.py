@@ -1,14 +1,17 @@
-"""Reserved namespaces (docs/reliability.md DC-6): root reserves name prefixes for an
-owner over `/+namespaces` and `lockgate namespace`; prefixes are PEP 503-normalized (PEP
-752's shape); bad input gets a clear 4xx and changes nothing; an owner cannot be deleted;
-only the owner (or root) creates projects in a namespace, existing ones are kept.
-Real `lockgate serve`, SQLite and PostgreSQL.
+"""Reserved namespaces end to end (docs/reliability.md DC-6): root reserves `acme-` for
+`team`; a public `acme-utils` on the (fake) PyPI never installs through `team/dev` with pip
+or uv, even before the private one exists, and its name never even reaches the upstream;
+only team (or root) may create projects in the namespace; a whitelist brings the public
+one back. Also: the API and `lockgate namespace` refuse bad input and change nothing.
+Real `lockgate serve`, twine, pip, uv and `lockgate namespace`, SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,10 @@ import pytest
 import requests
 
 from tests.support.dists import make_wheel
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import (
     LOCKGATE,
+    Clients,
     LockgateServer,
     server_events,
     tmp_entries,
@@ -26,8 +31,10 @@ from tests.support.server import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
+JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 TEAM = ("team", "team-pw")
 BOB = ("bob", "bob-pw")
+FAST_MIRROR = {"mirror_timeout": 2, "mirror_offline_retry": 1, "mirror_cache_expiry": 3600}
 
 
 def _put(server: LockgateServer, prefix: str, auth: Any, **body: Any) -> requests.Response:
@@ -214,4 +221,162 @@ def test_only_the_owner_creates_projects_in_a_namespace(make_server: Any, tmp_pa
     deleted = server.request("DELETE", "/bob/dev/acme-old", auth=BOB)
     assert deleted.status_code == 200, deleted.text
     assert _upload(server, "bob/dev", BOB, old2, "acme-old").status_code == 403
+    _assert_no_server_errors(server)
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[FakeUpstream]:
+    fake = FakeUpstream(tmp_path / "upstream")
+    fake.add_wheel("acme-utils", "99.0")  # the attacker's release of the private name
+    fake.add_wheel("acme-lib", "2.0")  # a public project in the namespace someone wants
+    fake.add_wheel("acmeutils", "1.0")  # outside the namespace: no separator after acme
+    fake.add_wheel("alpha", "1.0")
+    fake.start()
+    yield fake
+    fake.close()
+
+
+def _setup(server: LockgateServer) -> None:
+    response = server.request("PATCH", "/root/pypi", auth=server.root_auth(), json=FAST_MIRROR)
+    assert response.status_code == 200, response.text
+    server.create_user(*TEAM)
+    server.create_user(*BOB)
+    server.create_index("team/dev", TEAM, bases=["root/pypi"])
+    server.create_index("bob/dev", BOB, bases=["root/pypi"])
+
+
+def _installed(target: Path) -> set[str]:
+    return {p.name for p in target.iterdir() if p.name.endswith(".dist-info")}
+
+
+def _blobs(server: LockgateServer) -> set[str]:
+    return {p.name for p in (server.serverdir / "blobs").rglob("*") if p.is_file()}
+
+
+def _in_namespace(upstream: FakeUpstream) -> list[tuple[str, str]]:
+    """Upstream requests naming a project of the namespace acme- (pages or files)."""
+    return [r for r in upstream.requests if re.search(r"/acme(?:[-_.]|/)", r[1], re.IGNORECASE)]
+
+
+def test_dc6_reserved_namespace_never_comes_from_the_mirror(
+    make_server: Any, upstream: FakeUpstream, clients: Clients, tmp_path: Path
+) -> None:
+    server: LockgateServer = make_server(upstream=upstream.url)
+    _setup(server)
+    reserved = _lockgate(server, "namespace", "reserve", "acme-", "--owner", "team")
+    assert reserved.returncode == 0, reserved.stdout + reserved.stderr
+    assert "namespace acme- reserved for team" in reserved.stdout
+    listed = _lockgate(server, "namespace", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "acme-  owner=team  matches=acme,acme-*" in listed.stdout
+    upstream.clear_requests()
+
+    # No private acme-utils exists yet: still, the public 99.0 never installs.
+    dev = server.simple_url("team/dev")
+    for run, target in (
+        (clients.pip_install, tmp_path / "pip-none"),
+        (clients.uv_install, tmp_path / "uv-none"),
+    ):
+        failed = run(dev, "acme-utils", target=target)
+        assert failed.returncode != 0, failed.stdout + failed.stderr
+        assert not target.exists() or not _installed(target)
+    page = server.get("/team/dev/+simple/acme-utils/", headers=JSON)
+    assert page.status_code == 404
+    assert "namespace 'acme-' reserved for team" in page.text
+    assert server.get("/team/dev/pypi/acme-utils/json").status_code == 404
+    # The mirror itself refuses the name too, and any spelling of it.
+    direct = server.get("/root/pypi/+simple/acme-utils/", headers=JSON)
+    assert direct.status_code == 404 and "reserved for the organisation" in direct.text
+    assert server.get("/root/pypi/+simple/Acme.Utils/", allow_redirects=True).status_code == 404
+    assert server.get("/team/dev/+simple/acme/").status_code == 404  # the namespace's own name
+    # `mirror refresh` does not send the name upstream either.
+    refresh = _lockgate(server, "mirror", "refresh", "acme-utils")
+    assert refresh.returncode == 0, refresh.stderr
+    assert "not asked" in refresh.stdout
+    # Not even asked: no request for any name in the namespace reached the upstream.
+    assert _in_namespace(upstream) == []
+    assert "acme-utils" not in {
+        p["name"] for p in server.get("/team/dev/+simple/", headers=JSON).json()["projects"]
+    }
+
+    # Names outside the namespace still come through ("acmeutils" has no separator).
+    outside = clients.pip_install(dev, "acmeutils", "alpha", target=tmp_path / "outside")
+    assert outside.returncode == 0, outside.stdout + outside.stderr
+    assert {"acmeutils-1.0.dist-info", "alpha-1.0.dist-info"} <= _installed(tmp_path / "outside")
+
+    # team uploads the private acme-utils 1.0 with twine: that is what installs.
+    private = make_wheel(tmp_path / "team-dist", "acme-utils", "1.0")
+    upload = clients.twine_upload(f"{server.url}/team/dev/", [private], *TEAM)
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+    for run, target in (
+        (clients.pip_install, tmp_path / "pip-private"),
+        (clients.uv_install, tmp_path / "uv-private"),
+    ):
+        installed = run(dev, "acme-utils", target=target)
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert _installed(target) == {"acme_utils-1.0.dist-info"}
+
+    # Another user cannot create a project in the namespace, not even on its own index.
+    before = (server.serial(), _blobs(server))
+    other = make_wheel(tmp_path / "bob-dist", "acme-other", "1.0")
+    refused = clients.twine_upload(f"{server.url}/bob/dev/", [other], *BOB)
+    assert refused.returncode != 0
+    assert "403" in refused.stdout + refused.stderr
+    assert "reserved for 'team'" in refused.stdout + refused.stderr
+    response = _upload(server, "bob/dev", BOB, other, "acme-other")
+    assert response.status_code == 403, response.text
+    assert "namespace 'acme-' reserved for 'team'" in response.text
+    assert "acme-" in response.reason and "team" in response.reason
+    assert (server.serial(), _blobs(server)) == before, "nothing stored"
+    assert tmp_entries(server) == []
+    listed = server.get("/bob/dev/+simple/", headers=JSON).json()["projects"]
+    assert "acme-other" not in {project["name"] for project in listed}
+    # team's token uploads as team: it may create projects in the namespace.
+    token = server.request(
+        "POST", "/team/+tokens", auth=TEAM, json={"scopes": ["upload"], "indexes": ["team/dev"]}
+    ).json()["result"]["token"]
+    cli = make_wheel(tmp_path / "team-dist", "acme-cli", "0.1")
+    upload = clients.twine_upload(f"{server.url}/team/dev/", [cli], "__token__", token)
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+    # bob's own token is still bob.
+    bob_token = server.request(
+        "POST", "/bob/+tokens", auth=BOB, json={"scopes": ["upload"]}
+    ).json()["result"]["token"]
+    response = _upload(server, "bob/dev", ("__token__", bob_token), other, "acme-other")
+    assert response.status_code == 403, response.text
+    assert _in_namespace(upstream) == []
+
+    # A stage index that lists the name itself lets the public project through ...
+    response = server.request(
+        "PATCH", "/bob/dev", auth=BOB, json={"mirror_whitelist": ["acme-lib"]}
+    )
+    assert response.status_code == 200, response.text
+    lib = clients.uv_install(server.simple_url("bob/dev"), "acme-lib", target=tmp_path / "lib")
+    assert lib.returncode == 0, lib.stdout + lib.stderr
+    assert _installed(tmp_path / "lib") == {"acme_lib-2.0.dist-info"}
+    # ... for that index only: not through team/dev, not on the mirror directly.
+    assert server.get("/team/dev/+simple/acme-lib/").status_code == 404
+    assert server.get("/root/pypi/+simple/acme-lib/").status_code == 404
+    assert upstream.requests_for("acme-utils") == []
+
+    # '*' is not enough for a reserved name; naming it brings the public 99.0 back.
+    response = server.request("PATCH", "/team/dev", auth=TEAM, json={"mirror_whitelist": ["*"]})
+    assert response.status_code == 200, response.text
+    files = server.get("/team/dev/+simple/acme-utils/", headers=JSON).json()["files"]
+    assert [f["filename"] for f in files] == ["acme_utils-1.0-py3-none-any.whl"]
+    assert upstream.requests_for("acme-utils") == []
+    whitelist = {"mirror_whitelist": ["acme-utils"]}
+    response = server.request("PATCH", "/team/dev", auth=TEAM, json=whitelist)
+    assert response.status_code == 200, response.text
+    public = clients.pip_install(dev, "acme-utils", target=tmp_path / "pip-public")
+    assert public.returncode == 0, public.stdout + public.stderr
+    assert _installed(tmp_path / "pip-public") == {"acme_utils-99.0.dist-info"}
+    assert upstream.requests_for("acme-utils"), "the whitelisted name is asked upstream"
+
+    # Released: the names are everybody's again, on the mirror too.
+    released = _lockgate(server, "namespace", "release", "acme-")
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert server.get("/+namespaces").json()["result"] == {}
+    assert server.get("/root/pypi/+simple/acme-utils/").status_code == 200
+    assert _upload(server, "bob/dev", BOB, other, "acme-other").status_code == 200
     _assert_no_server_errors(server)
