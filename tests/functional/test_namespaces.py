@@ -2,8 +2,9 @@
 `team`; a public `acme-utils` on the (fake) PyPI never installs through `team/dev` with pip
 or uv, even before the private one exists, and its name never even reaches the upstream;
 only team (or root) may create projects in the namespace; a whitelist brings the public
-one back. Also: the API and `lockgate namespace` refuse bad input and change nothing.
-Real `lockgate serve`, twine, pip, uv and `lockgate namespace`, SQLite and PostgreSQL.
+one back, on a replica too. Also: the API and `lockgate namespace` refuse bad input and
+change nothing. Real `lockgate serve`, twine, pip, uv and `lockgate namespace`, SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from tests.support.dists import make_wheel
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import (
     LOCKGATE,
+    ROOT_PASSWORD,
     Clients,
     LockgateServer,
     server_events,
@@ -380,3 +383,47 @@ def test_dc6_reserved_namespace_never_comes_from_the_mirror(
     assert server.get("/root/pypi/+simple/acme-utils/").status_code == 200
     assert _upload(server, "bob/dev", BOB, other, "acme-other").status_code == 200
     _assert_no_server_errors(server)
+
+
+def test_dc6_a_replica_follows_namespaces_and_whitelists(
+    make_server: Any,
+    make_db_url: Callable[[], str | None],
+    upstream: FakeUpstream,
+    clients: Clients,
+    tmp_path: Path,
+) -> None:
+    """The replica decides with the same (replicated) namespaces and whitelists; for a
+    whitelisted reserved name it asks its primary through the stage index, since the
+    primary's mirror itself refuses the name."""
+    primary: LockgateServer = make_server("primary", upstream=upstream.url)
+    _setup(primary)
+    assert _put(primary, "acme-", primary.root_auth(), owner="team").status_code == 201
+    whitelist = {"mirror_whitelist": ["acme-lib"]}
+    assert primary.request("PATCH", "/bob/dev", auth=BOB, json=whitelist).ok
+    replica = LockgateServer(
+        tmp_path / "replica", make_db_url(), primary=primary.url, primary_password=ROOT_PASSWORD
+    ).start()
+    try:
+        deadline = time.monotonic() + 20
+        while replica.serial() != primary.serial():
+            assert time.monotonic() < deadline, "the replica did not catch up"
+            time.sleep(0.1)
+        assert list(replica.get("/+namespaces").json()["result"]) == ["acme-"]
+        upstream.clear_requests()
+        for index in ("team/dev", "root/pypi"):
+            failed = clients.pip_install(
+                replica.simple_url(index), "acme-utils", target=tmp_path / index.replace("/", "-")
+            )
+            assert failed.returncode != 0, failed.stdout + failed.stderr
+        assert replica.get("/root/pypi/+simple/acme-lib/").status_code == 404
+        assert _in_namespace(upstream) == [], upstream.requests
+        lib = clients.pip_install(replica.simple_url("bob/dev"), "acme-lib", target=tmp_path / "l")
+        assert lib.returncode == 0, lib.stdout + lib.stderr
+        assert _installed(tmp_path / "l") == {"acme_lib-2.0.dist-info"}
+        assert upstream.requests_for("acme-lib") and upstream.requests_for("acme-utils") == []
+        refused = replica.request("PUT", "/+namespaces/other-", auth=replica.root_auth(), json={})
+        assert refused.status_code == 403 and primary.url in refused.text
+        _assert_no_server_errors(replica)
+    finally:
+        replica.stop()
+    _assert_no_server_errors(primary)
