@@ -19,10 +19,11 @@ def _entry_modules() -> tuple[ModuleType, ...]:
     from lockgate.hooks import entries as hooks
     from lockgate.indexes import entries as indexes
     from lockgate.mirror import entries as mirror
+    from lockgate.namespaces import entries as namespaces
     from lockgate.packages import entries as packages
     from lockgate.transfer import entries as transfer
 
-    return (accounts, indexes, packages, mirror, transfer, hooks)
+    return (accounts, indexes, packages, mirror, namespaces, transfer, hooks)
 
 
 def build_registry() -> EntryRegistry:
@@ -41,6 +42,7 @@ def load_all_models() -> MetaData:
     from lockgate.hooks import models as _hooks  # noqa: F401
     from lockgate.indexes import models as _indexes  # noqa: F401
     from lockgate.mirror import models as _mirror  # noqa: F401
+    from lockgate.namespaces import models as _namespaces  # noqa: F401
     from lockgate.packages import models as _packages  # noqa: F401
     from lockgate.transfer import models as _transfer  # noqa: F401
 

@@ -34,6 +34,7 @@ from lockgate.errors import BadRequest, Forbidden, Unauthorized
 from lockgate.http.requests import api_response, read_json_object
 from lockgate.indexes.access import may_read
 from lockgate.indexes.services import IndexView, get_index, user_indexes
+from lockgate.namespaces.services import refuse_deleting_owner
 
 
 def user_config(user: UserSummary, indexes: list[IndexView]) -> dict[str, Any]:
@@ -120,6 +121,7 @@ async def delete_user_view(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     principal = await _require_admin_of(request, name)
     async with db.write() as session:
+        await refuse_deleting_owner(session, name)
         await delete_user(session, name, principal.actor)
     return api_response("message", f"user {name} deleted", serial=db.serial)
 

@@ -5,7 +5,11 @@ The rules (docs/architecture.md, "Indexes and inheritance"):
   for the same file name, and versions are merged;
 - dependency-confusion guard: when any stage index in the chain holds a
   project, files of that name from mirror indexes are hidden unless every
-  stage holding it lists the name (or '*') in its `mirror_whitelist`.
+  stage holding it lists the name (or '*') in its `mirror_whitelist`;
+- reserved namespaces (docs/reliability.md DC-6): a name in one is never taken
+  from a mirror, held privately or not, unless the index looked up or a stage
+  holding the name lists that very name in its `mirror_whitelist` ('*' is not
+  enough). A mirror index looked up directly never serves such names.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lockgate.distfiles import packagetype_of, version_from_filename
 from lockgate.indexes.services import IndexView
 from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject
+from lockgate.namespaces.services import covers, namespace_of, reserved_names
 from lockgate.packages.models import Project, Release, ReleaseFile
 from lockgate.urls import file_key, file_path
 
@@ -70,23 +75,37 @@ async def mirrors_to_consult(
     """Mirror indexes whose upstream may be asked about `project`.
 
     None when a stage index in the chain holds the project and has not
-    allowed the name from mirrors: a private name must not even be sent
-    to the upstream.
+    allowed the name from mirrors, or when the name lies in a reserved
+    namespace that is not explicitly allowed: a private name must not even
+    be sent to the upstream.
     """
     mirrors = [index for index in chain if index.is_mirror]
     if not mirrors:
         return []
     stages = {index.id: index for index in chain if not index.is_mirror}
-    holders = (
-        await session.execute(
-            select(Project.index_id).where(
-                Project.index_id.in_(stages), Project.name == canonicalize_name(project)
+    holders = [
+        stages[index_id]
+        for index_id in (
+            await session.execute(
+                select(Project.index_id).where(
+                    Project.index_id.in_(stages), Project.name == canonicalize_name(project)
+                )
             )
-        )
-    ).scalars()
-    if all(stages[i].whitelists(project) for i in holders):
-        return mirrors
-    return []
+        ).scalars()
+    ]
+    if not all(holder.whitelists(project) for holder in holders):
+        return []
+    if await namespace_of(session, project) is not None and not reserved_name_allowed(
+        chain, holders, project
+    ):
+        return []
+    return mirrors
+
+
+def reserved_name_allowed(chain: list[IndexView], holders: list[IndexView], project: str) -> bool:
+    """Whether a name in a reserved namespace may come from the chain's mirrors: the
+    index looked up (chain[0]), or a stage holding the name, lists it by name."""
+    return any(index.names_in_whitelist(project) for index in (chain[0], *holders))
 
 
 async def project_files(
@@ -224,8 +243,11 @@ async def _mirror_page(
 
 async def project_names(session: AsyncSession, chain: list[IndexView]) -> list[tuple[str, str]]:
     """(normalized, display) names of every project visible from the chain:
-    stage projects, and the pages its mirrors have cached."""
+    stage projects, and the pages its mirrors have cached (but not those in a
+    reserved namespace, unless chain[0] lists them in its `mirror_whitelist`)."""
     order = {index.id: position for position, index in enumerate(chain)}
+    mirror_ids = {index.id for index in chain if index.is_mirror}
+    reserved = await reserved_names(session)
     rows = list(
         (
             await session.execute(
@@ -244,6 +266,12 @@ async def project_names(session: AsyncSession, chain: list[IndexView]) -> list[t
     ).all()
     names: dict[str, tuple[int, str]] = {}
     for name, display, index_id in rows:
+        if (
+            index_id in mirror_ids
+            and any(covers(namespace, name) for namespace in reserved)
+            and not chain[0].names_in_whitelist(name)
+        ):
+            continue  # not served from the mirror here (a stage holding it lists it itself)
         rank = order[index_id]
         if name not in names or rank < names[name][0]:
             names[name] = (rank, display)

@@ -1,5 +1,5 @@
-"""`lockgate user …`, `lockgate index …` and `lockgate token …`: admin commands that
-talk to a running server.
+"""`lockgate user …`, `lockgate index …`, `lockgate token …` and `lockgate namespace …`:
+admin commands that talk to a running server.
 
 They go through the HTTP API (not the database) so the server sees every change
 at once, exactly as devpi-client does.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import click
@@ -334,3 +335,48 @@ def hook_deliveries(index: str, name: str, **kw: Any) -> None:
 def hook_resend(index: str, name: str, delivery: str, **kw: Any) -> None:
     """Send DELIVERY again (with its id)."""
     _echo(call(kw, "POST", f"/{index}/+hooks/{name}/deliveries/{delivery}"))
+
+
+@click.group("namespace")
+def namespace_group() -> None:
+    """Reserve name prefixes for an owner on a running server (root only; PEP 752)."""
+
+
+def _namespace_path(prefix: str) -> str:
+    return "/+namespaces/" + quote(prefix, safe="")
+
+
+@namespace_group.command("reserve")
+@click.argument("prefix")
+@click.option("--owner", required=True, help="The user that may create projects in it.")
+@server_options
+def namespace_reserve(prefix: str, owner: str, **kw: Any) -> None:
+    """Reserve PREFIX (such as acme-) for OWNER, or give a reserved one to OWNER.
+
+    Only OWNER (and root) may then create projects named like `acme` or `acme-*` on any
+    stage index, and mirror indexes never take such names from their upstream unless a
+    stage index lists the name in its mirror_whitelist. Existing projects are kept.
+    """
+    result = call(kw, "PUT", _namespace_path(prefix), {"owner": owner})["result"]
+    click.echo(f"namespace {result['prefix']} reserved for {result['owner']}")
+    for project in result["existing_projects"]:
+        click.echo(f"  already exists (kept): {project}")
+
+
+@namespace_group.command("list")
+@server_options
+def namespace_list(**kw: Any) -> None:
+    """The reserved namespaces, their owners and the names they cover."""
+    for prefix, namespace in sorted(call(kw, "GET", "/+namespaces")["result"].items()):
+        click.echo(
+            f"{prefix}  owner={namespace['owner']}  matches={','.join(namespace['matches'])}  "
+            f"reserved_as={namespace['display']}  created={namespace['created']}"
+        )
+
+
+@namespace_group.command("release")
+@click.argument("prefix")
+@server_options
+def namespace_release(prefix: str, **kw: Any) -> None:
+    """Release PREFIX: its names are open to everybody again (and to the mirrors)."""
+    _echo(call(kw, "DELETE", _namespace_path(prefix)))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from lockgate import __version__
-from lockgate.cli.admin import hook_group, index_group, token_group, user_group
+from lockgate.cli.admin import hook_group, index_group, namespace_group, token_group, user_group
 from lockgate.cli.common import SERVERDIR_OPTION, do_init, ready_settings
 from lockgate.cli.common import resolve_serverdir as _serverdir
 from lockgate.cli.log import log_command
@@ -344,6 +344,7 @@ main.add_command(user_group)
 main.add_command(index_group)
 main.add_command(token_group)
 main.add_command(hook_group)
+main.add_command(namespace_group)
 main.add_command(mirror_group)
 main.add_command(export_command)
 main.add_command(import_command)

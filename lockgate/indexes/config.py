@@ -79,6 +79,10 @@ class StageConfig:
     def whitelists(self, project: str) -> bool:
         return "*" in self.mirror_whitelist or canonicalize_name(project) in self.mirror_whitelist
 
+    def names_in_whitelist(self, project: str) -> bool:
+        """Listed by name: what a reserved namespace's names need ('*' is not enough)."""
+        return canonicalize_name(project) in self.mirror_whitelist
+
     def may_upload(self, actor: str) -> bool:
         return actor in self.acl_upload or ANONYMOUS in self.acl_upload
 

@@ -77,6 +77,10 @@ class IndexView:
     def whitelists(self, project: str) -> bool:
         return isinstance(self.config, StageConfig) and self.config.whitelists(project)
 
+    def names_in_whitelist(self, project: str) -> bool:
+        """`project` itself is in the mirror_whitelist (not only through '*')."""
+        return isinstance(self.config, StageConfig) and self.config.names_in_whitelist(project)
+
     def public_config(self) -> dict[str, Any]:
         """The configuration as the API shows it: upstream credentials masked."""
         return public_form(self.config)

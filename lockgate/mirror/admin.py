@@ -12,6 +12,7 @@ from lockgate.http.requests import api_response, read_json_object
 from lockgate.indexes.services import require_index
 from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
+from lockgate.namespaces.services import namespace_of
 
 MAX_PROJECTS = 1000
 
@@ -33,10 +34,19 @@ async def refresh(request: web.Request) -> web.Response:
     require_self_or_root(principal.user, user)
     async with request.app[DATABASE].read() as session:
         index = await require_index(session, user, name)
+        reserved = {p: await namespace_of(session, p) for p in projects}
     if not index.is_mirror:
         raise BadRequest(f"index {index.path} is not a mirror")
     results = {}
     for project in projects:
+        namespace = reserved[project]
+        if namespace is not None:
+            # Names in a reserved namespace are never sent upstream from here
+            # (docs/reliability.md DC-6); a whitelisting stage's lookups refresh them.
+            results[project] = (
+                f"not asked: in the namespace '{namespace.prefix}' reserved for {namespace.owner}"
+            )
+            continue
         state = await request.app[MIRROR].ensure_page(index, project, force=True)
         if state.stale:
             results[project] = f"upstream unavailable: {state.reason}"

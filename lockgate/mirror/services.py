@@ -43,6 +43,10 @@ REPLICA_CATCH_UP_SECONDS = 10.0
 # More cached projects reported gone than this within the window is a broken upstream.
 REMOVAL_STORM = 10
 REMOVAL_WINDOW = 60.0
+# On a 404 for a mirror page whose name lies in a reserved namespace (the mirror
+# itself never serves those, docs/reliability.md DC-6): the namespace's prefix. A
+# replica then asks its primary through the stage index it looked the name up in.
+RESERVED_HEADER = "X-Lockgate-Reserved"
 
 
 @dataclass(frozen=True)
@@ -129,8 +133,9 @@ class MirrorService:
         self._confirmed_at.pop((index.path, canonicalize_name(project)), None)
 
     async def ensure_page(
-        self, index: IndexView, project: str, *, force: bool = False
+        self, index: IndexView, project: str, *, force: bool = False, via: str | None = None
     ) -> PageState:
+        """`via`: the stage index (`user/index`) the page is looked up through."""
         name = canonicalize_name(project)
         key = (index.path, name)
         expiry = float(index.mirror.mirror_cache_expiry)
@@ -143,7 +148,7 @@ class MirrorService:
         future: asyncio.Future[PageState] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            state = await self._refresh(index, name)
+            state = await self._refresh(index, name, via)
             future.set_result(state)
             return state
         except BaseException as exc:
@@ -154,9 +159,9 @@ class MirrorService:
         finally:
             del self._inflight[key]
 
-    async def _refresh(self, index: IndexView, name: str) -> PageState:
+    async def _refresh(self, index: IndexView, name: str, via: str | None = None) -> PageState:
         if self.primary is not None:
-            return await self._refresh_via_primary(index, name, self.primary)
+            return await self._refresh_via_primary(index, name, self.primary, via)
         async with self.db.read() as session:
             cached = await load_cached_page(session, index.id, name)
         etag = cached[0].etag if cached else None
@@ -254,36 +259,35 @@ class MirrorService:
         await record_alone(self.db, payload, SYSTEM)
 
     async def _refresh_via_primary(
-        self, index: IndexView, name: str, primary: PrimaryClient
+        self, index: IndexView, name: str, primary: PrimaryClient, via: str | None = None
     ) -> PageState:
         """Ask the primary for the page (it consults its upstream and records what
         it caches), then wait until the follower has applied that serial here."""
         try:
-            async with primary.get(
-                f"/{index.path}/+simple/{name}/", headers={"Accept": JSON_V1}
-            ) as response:
-                status = response.status
-                # The primary's serial once it answered (after caching the page).
-                primary_serial = response.headers.get("X-Lockgate-Serial", "")
-                stale = response.headers.get("X-Lockgate-Stale")
-                text = await response.text()
+            answer = await _ask_primary(primary, f"/{index.path}/+simple/{name}/")
+            if answer.status == 404 and answer.reserved and via and via != index.path:
+                # The primary's mirror refuses a name in a reserved namespace; the stage
+                # index this lookup goes through may allow it (the replica decided so
+                # with the same configuration): ask the primary through that stage.
+                answer = await _ask_primary(primary, f"/{via}/+simple/{name}/")
         except PrimaryUnavailable as exc:
             async with self.db.read() as session:
                 cached = await load_cached_page(session, index.id, name)
             return PageState(cached=cached is not None, stale=True, reason=str(exc))
         key = (index.path, name)
-        if status == 200 and primary_serial.isdigit():
-            if self.db.serial < int(primary_serial):
-                await self.db.wait_for_serial(int(primary_serial) - 1, REPLICA_CATCH_UP_SECONDS)
+        if answer.status == 200 and answer.serial.isdigit():
+            if self.db.serial < int(answer.serial):
+                await self.db.wait_for_serial(int(answer.serial) - 1, REPLICA_CATCH_UP_SECONDS)
             self._confirmed_at[key] = time.monotonic()
-            return PageState(cached=True, stale=bool(stale), reason=stale)
-        if status == 404:
+            return PageState(cached=True, stale=bool(answer.stale), reason=answer.stale)
+        if answer.status == 404:
             self._confirmed_at[key] = time.monotonic() - max(
                 0.0, float(index.mirror.mirror_cache_expiry) - MISSING_TTL
             )
-            reason = text.strip() or "not found on the primary"
-            return PageState(cached=False, stale="upstream" in reason, reason=reason)
-        return PageState(cached=False, stale=True, reason=f"the primary answered {status}")
+            reason = answer.text.strip() or "not found on the primary"
+            stale = "upstream" in reason and not answer.reserved
+            return PageState(cached=False, stale=stale, reason=reason)
+        return PageState(cached=False, stale=True, reason=f"the primary answered {answer.status}")
 
     def _removal_storm(self, index: IndexView) -> bool:
         now = time.monotonic()
@@ -319,6 +323,26 @@ class MirrorService:
                 log.error("integrity alarm", project=name, detail=alarm)
                 self.integrity_alarms.append(alarm)
                 link["sha256"] = kept
+
+
+@dataclass(frozen=True)
+class PrimaryAnswer:
+    status: int
+    serial: str  # the primary's serial once it answered (after caching the page)
+    stale: str | None
+    text: str
+    reserved: bool  # a mirror page refused: the name is in a reserved namespace
+
+
+async def _ask_primary(primary: PrimaryClient, path: str) -> PrimaryAnswer:
+    async with primary.get(path, headers={"Accept": JSON_V1}) as response:
+        return PrimaryAnswer(
+            status=response.status,
+            serial=response.headers.get("X-Lockgate-Serial", ""),
+            stale=response.headers.get("X-Lockgate-Stale"),
+            text=await response.text(),
+            reserved=RESERVED_HEADER in response.headers,
+        )
 
 
 def implausible_page(name: str, page: UpstreamPage, cached: list[MirrorLink]) -> str | None:

@@ -15,6 +15,7 @@ from lockgate.indexes import views as indexes
 from lockgate.jsonapi import views as jsonapi
 from lockgate.mirror import admin as mirror_admin
 from lockgate.names import check_name
+from lockgate.namespaces import views as namespaces
 from lockgate.packages import views as packages
 from lockgate.replica import views as replication
 from lockgate.server import status
@@ -44,6 +45,16 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/+status", status.status, name="status")
     r.add_get("/+changelog", replication.changelog, name="changelog")
     r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
+
+    r.add_get("/+namespaces", namespaces.list_view, name="namespaces")
+    r.add_get("/+namespaces/", namespaces.list_view)
+    # An empty prefix reaches the handlers, which answer 400 saying a prefix is needed.
+    prefix = f"/+namespaces/{{prefix:{SEGMENT}}}"
+    r.add_get(prefix, namespaces.get_view)
+    r.add_put(prefix, namespaces.reserve_view)
+    r.add_delete(prefix, namespaces.release_view)
+    r.add_put("/+namespaces/", namespaces.reserve_view)
+    r.add_delete("/+namespaces/", namespaces.release_view)
 
     r.add_post(f"/{U}/+tokens", accounts.create_token_view, name="tokens")
     r.add_get(f"/{U}/+tokens", accounts.list_tokens_view)

@@ -132,7 +132,9 @@ async def simple_project(request: web.Request) -> web.Response:
     stale: list[str] = []
     if cached is not None:
         # The fast path: no database work unless a mirror page needs confirming.
-        stale = await confirm_mirrors(request.app[MIRROR], list(cached.depends_on), normalized)
+        stale = await confirm_mirrors(
+            request.app[MIRROR], list(cached.depends_on), normalized, via=f"{user}/{name}"
+        )
         if db.serial != serial:
             cached = None  # the confirmation changed something: build afresh
     if cached is None:

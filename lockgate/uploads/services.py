@@ -15,6 +15,7 @@ from pathlib import Path
 
 import structlog
 from packaging.utils import canonicalize_name
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import lock_serial, record, utcnow_iso
@@ -22,8 +23,9 @@ from lockgate.db.session import Database
 from lockgate.errors import Conflict, Forbidden
 from lockgate.indexes.config import StageConfig
 from lockgate.indexes.services import IndexView, require_index, require_upload_permission
+from lockgate.namespaces.services import require_may_create
 from lockgate.packages.entries import FileAdd
-from lockgate.packages.services import find_own_file
+from lockgate.packages.services import find_own_file, project_releases
 from lockgate.storage.blobs import BlobStore, Digests
 from lockgate.uploads.validation import (
     CheckedDistribution,
@@ -48,7 +50,17 @@ def require_stage(index: IndexView) -> None:
         raise Forbidden(f"index {index.path} is a mirror: upload to a stage index instead")
 
 
+async def require_namespace_rights(
+    session: AsyncSession, actor: str, index: IndexView, project: str
+) -> None:
+    """A project new to this index must not lie in another owner's reserved namespace
+    (docs/reliability.md DC-6); projects the index already holds keep taking uploads."""
+    if await project_releases(session, index, project) is None:
+        await require_may_create(session, actor, project)
+
+
 async def check_upload(
+    db: Database,
     actor: Actor,
     index: IndexView,
     fields: dict[str, list[str]],
@@ -56,11 +68,13 @@ async def check_upload(
     temp: Path | None,
     digests: Digests | None,
 ) -> tuple[UploadForm, CheckedDistribution]:
-    """Validate the form, the permission and the file (in a thread), in Warehouse's order."""
+    """Validate the form, the permissions and the file (in a thread), in Warehouse's order."""
     form = parse_upload_form(fields)
     if temp is None or filename is None or digests is None:
         raise UploadRejected("Upload payload does not have a file.")
     require_upload_permission(actor.name, index, form.name)
+    async with db.read() as session:
+        await require_namespace_rights(session, actor.name, index, form.name)
     check_filename(form, filename)
     strict = isinstance(index.config, StageConfig) and index.config.strict_filenames
     checked = await asyncio.to_thread(
@@ -91,6 +105,8 @@ async def store_upload(
         # few statements below, as SQLite's write lock already is.
         await lock_serial(session)
         index = await require_index(session, index.user, index.name)
+        # Again under the lock: a namespace reserved (or a project deleted) meanwhile counts.
+        await require_namespace_rights(session, actor.name, index, checked.project)
         existing = await find_own_file(session, index, filename)
         if existing is not None:
             if existing.sha256 == digests.sha256:

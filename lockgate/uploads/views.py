@@ -173,7 +173,7 @@ async def upload(request: web.Request) -> web.Response:
         )
     fields, filename, temp, digests = await _read_body(request, blobs, settings.max_upload_bytes)
     try:
-        _, checked = await check_upload(actor, index, fields, filename, temp, digests)
+        _, checked = await check_upload(db, actor, index, fields, filename, temp, digests)
         assert filename is not None and temp is not None and digests is not None
         stored = await store_upload(db, blobs, index, actor, filename, temp, digests, checked)
     finally:

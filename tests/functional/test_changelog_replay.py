@@ -94,7 +94,16 @@ def _mutate_everything(server: LockgateServer, clients: Clients, tmp_path: Path)
     response = server.request("DELETE", "/alice/dev/shared-lib/2.0", auth=alice)
     assert response.ok, response.text
     assert server.request("DELETE", "/bob/scratch", auth=bob).ok
-    assert server.request("DELETE", "/bob", auth=server.root_auth()).ok
+    # Namespaces: reserved, given to another owner (bob owns one: he cannot be deleted
+    # until it is), released.
+    root = server.root_auth()
+    for prefix, owner in (("Shared_", "bob"), ("scratch.", "bob")):
+        response = server.request("PUT", f"/+namespaces/{prefix}", auth=root, json={"owner": owner})
+        assert response.status_code == 201, response.text
+    assert server.request("DELETE", "/bob", auth=root).status_code == 409
+    assert server.request("PUT", "/+namespaces/shared-", auth=root, json={"owner": "alice"}).ok
+    assert server.request("DELETE", "/+namespaces/scratch", auth=root).ok
+    assert server.request("DELETE", "/bob", auth=root).ok
 
 
 def _fill_mirror_cache(server: LockgateServer, upstream: FakeUpstream, tmp_path: Path) -> None:
@@ -143,4 +152,5 @@ def test_state_equals_replay_of_changelog(
     live, replayed = asyncio.run(_digest(source)), asyncio.run(_digest(target))
     assert live["files"], "the scenario should leave files behind"
     assert live["mirror_files"] and live["mirror_links"] and live["mirror_project_lists"]
+    assert [n[:3] for n in live["namespaces"]] == [("shared", "shared-", "alice")]
     assert replayed == live

@@ -25,6 +25,7 @@ DOMAINS = {
     "packages",
     "catalog",
     "mirror",
+    "namespaces",
     "uploads",
     "simple",
     "jsonapi",
@@ -101,7 +102,12 @@ def _view_modules() -> list[Path]:
 
 def test_the_route_table_is_found() -> None:
     names = {_module_name(path) for path in _view_modules()}
-    assert {"lockgate.packages.views", "lockgate.uploads.views", "lockgate.mirror.admin"} <= names
+    assert {
+        "lockgate.packages.views",
+        "lockgate.uploads.views",
+        "lockgate.mirror.admin",
+        "lockgate.namespaces.views",
+    } <= names
 
 
 @pytest.mark.parametrize("view", _view_modules(), ids=_module_name)
