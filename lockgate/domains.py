@@ -20,8 +20,9 @@ def _entry_modules() -> tuple[ModuleType, ...]:
     from lockgate.mirror import entries as mirror
     from lockgate.packages import entries as packages
     from lockgate.transfer import entries as transfer
+    from lockgate.workflow import entries as workflow
 
-    return (accounts, indexes, packages, mirror, transfer)
+    return (accounts, indexes, packages, mirror, transfer, workflow)
 
 
 def build_registry() -> EntryRegistry:
@@ -41,5 +42,6 @@ def load_all_models() -> MetaData:
     from lockgate.mirror import models as _mirror  # noqa: F401
     from lockgate.packages import models as _packages  # noqa: F401
     from lockgate.transfer import models as _transfer  # noqa: F401
+    from lockgate.workflow import models as _workflow  # noqa: F401
 
     return Base.metadata
