@@ -31,6 +31,7 @@ DOMAINS = {
     "replica",
     "transfer",
     "maintenance",
+    "workflow",
     "server",
     "cli",
 }
@@ -102,6 +103,7 @@ def _view_modules() -> list[Path]:
 def test_the_route_table_is_found() -> None:
     names = {_module_name(path) for path in _view_modules()}
     assert {"lockgate.packages.views", "lockgate.uploads.views", "lockgate.mirror.admin"} <= names
+    assert "lockgate.workflow.views" in names
 
 
 @pytest.mark.parametrize("view", _view_modules(), ids=_module_name)
