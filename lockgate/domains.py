@@ -22,8 +22,9 @@ def _entry_modules() -> tuple[ModuleType, ...]:
     from lockgate.namespaces import entries as namespaces
     from lockgate.packages import entries as packages
     from lockgate.transfer import entries as transfer
+    from lockgate.workflow import entries as workflow
 
-    return (accounts, indexes, packages, mirror, namespaces, transfer, hooks)
+    return (accounts, indexes, packages, mirror, namespaces, transfer, hooks, workflow)
 
 
 def build_registry() -> EntryRegistry:
@@ -45,5 +46,6 @@ def load_all_models() -> MetaData:
     from lockgate.namespaces import models as _namespaces  # noqa: F401
     from lockgate.packages import models as _packages  # noqa: F401
     from lockgate.transfer import models as _transfer  # noqa: F401
+    from lockgate.workflow import models as _workflow  # noqa: F401
 
     return Base.metadata

@@ -133,7 +133,7 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise click.UsageError(f"settings are key=value, not {pair!r}")
-        if key in ("bases", "acl_upload", "acl_read", "mirror_whitelist"):
+        if key in ("bases", "acl_upload", "acl_read", "mirror_whitelist", "push_requires"):
             config[key] = [v for v in value.split(",") if v]
         elif value.lower() in ("true", "false"):
             config[key] = value.lower() == "true"

@@ -14,6 +14,7 @@ from lockgate.cli.common import resolve_serverdir as _serverdir
 from lockgate.cli.log import log_command
 from lockgate.cli.mirror import mirror_group
 from lockgate.cli.transfer import export_command, import_command
+from lockgate.cli.workflow import push_command, run_tests_command
 from lockgate.config import PRIMARY_PASSWORD_REFUSED, load_settings
 
 
@@ -349,3 +350,5 @@ main.add_command(mirror_group)
 main.add_command(export_command)
 main.add_command(import_command)
 main.add_command(log_command)
+main.add_command(run_tests_command)
+main.add_command(push_command)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.changelog.codec import Entry
+from lockgate.distfiles import project_from_filename, version_from_filename
 from lockgate.packages.services import release_files
 from lockgate.urls import file_key, file_path
 
@@ -23,6 +24,8 @@ EVENT_OF_KIND = {
     "release.delete": "delete",
     "file.delete": "delete",
     "project.delete": "delete",
+    "release.push": "push",  # "promote" when the server pushed by itself
+    "test.result": "test-result",
 }
 
 
@@ -51,8 +54,20 @@ async def event_of(session: AsyncSession, entry: Entry, base_url: str) -> HookEv
     index = f"{user}/{index_name}"
     project, version = payload.get("project"), payload.get("version")
     files: list[dict[str, str]] = []
+    if entry.kind == "release.push" and entry.actor == "system":
+        name = "promote"
+    if entry.kind == "test.result":
+        project = project_from_filename(payload["filename"])
+        version = version_from_filename(payload["filename"])
+        files = [
+            _file(base_url, index, filename, sha256)
+            for filename, sha256 in await release_files(session, user, index_name, project, version)
+            if filename == payload["filename"]
+        ]
     if entry.kind == "file.add":
         files = [_file(base_url, index, payload["filename"], payload["sha256"])]
+    if entry.kind == "release.push":
+        files = [_file(base_url, index, f["filename"], f["sha256"]) for f in payload["files"]]
     elif entry.kind == "release.yank" and project and version:
         files = [
             _file(base_url, index, filename, sha256)
@@ -74,6 +89,11 @@ async def event_of(session: AsyncSession, entry: Entry, base_url: str) -> HookEv
         body["reason"] = payload.get("reason")
     if entry.kind == "file.delete":
         body["filename"] = payload.get("filename")
+    if entry.kind == "release.push":
+        body["source_index"] = f"{payload['source_user']}/{payload['source_index']}"
+    if entry.kind == "test.result":
+        body["environment"] = payload.get("environment")
+        body["outcome"] = payload.get("outcome")
     if files:
         # Where CI posts its results: the sdist's file URL when there is one.
         body["results_url"] = files[0]["url"]

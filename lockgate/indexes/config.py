@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,10 @@ MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024
 ANONYMOUS = ":ANONYMOUS:"
 AUTHENTICATED = ":AUTHENTICATED:"
 SPECIAL_READERS = (ANONYMOUS, AUTHENTICATED)
+# A test environment's name (a tox env, a CI job): what `push_requires` lists and
+# what a posted test result is filed under.
+ENVIRONMENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
+ENVIRONMENT_RULE = "1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
 
 STAGE_KEYS = {
     "type",
@@ -41,6 +46,8 @@ STAGE_KEYS = {
     "strict_filenames",
     "title",
     "description",
+    "push_requires",
+    "promote_to",
 }
 MIRROR_KEYS = {
     "type",
@@ -74,6 +81,12 @@ class StageConfig:
     strict_filenames: bool = False
     title: str = ""
     description: str = ""
+    # Test environments a release needs a passing result in before it may be
+    # pushed here (docs: README "Release workflow").
+    push_requires: tuple[str, ...] = ()
+    # A stage index this one pushes a release to once its results meet that
+    # index's push_requires (None: no automatic promotion).
+    promote_to: str | None = None
     type: str = dataclasses.field(default="stage", init=False)
 
     def whitelists(self, project: str) -> bool:
@@ -146,7 +159,29 @@ def from_stored(index_type: str, data: dict[str, Any], owner: str) -> IndexConfi
         strict_filenames=bool(data.get("strict_filenames", False)),
         title=str(data.get("title") or ""),
         description=str(data.get("description") or ""),
+        push_requires=tuple(data.get("push_requires") or ()),
+        promote_to=data.get("promote_to") or None,
     )
+
+
+def check_environment(name: Any, what: str = "environment") -> str:
+    """A valid test environment name, or 400 saying what one is."""
+    if not isinstance(name, str) or not ENVIRONMENT_RE.match(name):
+        raise BadRequest(f"invalid {what} name {name!r}: use {ENVIRONMENT_RULE}")
+    return name
+
+
+def _promote_to(owner: str, name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("'promote_to' must be an index written 'user/index'")
+    parts = value.strip().split("/")
+    if len(parts) != 2 or not all(_USER_NAME_RE.match(part) for part in parts):
+        raise BadRequest(f"'promote_to' {value!r} must be an index written 'user/index'")
+    if parts == [owner, name]:
+        raise BadRequest("an index cannot promote to itself")
+    return "/".join(parts)
 
 
 def _as_list(value: Any, key: str) -> list[str]:
@@ -277,6 +312,9 @@ def _stage_config(
     for project in whitelist:
         if project != "*" and not is_valid_project_name(project):
             raise BadRequest(f"invalid project name {project!r} in 'mirror_whitelist'")
+    required = _as_list(data.get("push_requires"), "push_requires")
+    for environment in required:
+        check_environment(environment, "environment in 'push_requires'")
     return StageConfig(
         acl_upload=tuple(_as_list(data.get("acl_upload", [owner]), "acl_upload")),
         acl_read=_acl_read(data),
@@ -286,6 +324,8 @@ def _stage_config(
             sorted({p if p == "*" else canonicalize_name(p) for p in whitelist})
         ),
         strict_filenames=_as_bool(data.get("strict_filenames", False), "strict_filenames"),
+        push_requires=tuple(dict.fromkeys(required)),
+        promote_to=_promote_to(owner, name, data.get("promote_to")),
         **common,
     )
 

@@ -246,6 +246,38 @@ async def _check_no_read_leak(session: AsyncSession, changed: IndexView) -> None
                 )
 
 
+async def _check_promote_to(session: AsyncSession, changed: IndexView) -> None:
+    """`promote_to` names an existing stage index (not this one) that the index's
+    owner may upload to, and following promote_to from there never comes back."""
+    config = changed.config
+    if not isinstance(config, StageConfig) or config.promote_to is None:
+        return
+    user, name = config.promote_to.split("/")
+    target = await get_index(session, user, name)
+    if target is None:
+        raise BadRequest(f"'promote_to' index {config.promote_to} does not exist")
+    if not isinstance(target.config, StageConfig):
+        raise BadRequest(f"'promote_to' index {target.path} is a mirror: name a stage index")
+    if changed.user != ROOT_USER and not target.config.may_upload(changed.user):
+        raise BadRequest(
+            f"'promote_to' index {target.path} does not let {changed.user} (the owner of "
+            f"{changed.path}) upload: add them to its acl_upload first"
+        )
+    seen = [changed.path]
+    current: IndexView | None = target
+    while current is not None and isinstance(current.config, StageConfig):
+        if current.path in seen:
+            raise BadRequest(
+                f"'promote_to' would make a cycle: {' -> '.join(seen)} -> {current.path}"
+            )
+        seen.append(current.path)
+        following = current.config.promote_to
+        if following is None:
+            break
+        next_user, next_name = following.split("/")
+        current = await get_index(session, next_user, next_name)
+
+
 async def _put(
     session: AsyncSession, owner: str, name: str, config: IndexConfig, actor: Actor
 ) -> IndexView:
@@ -274,6 +306,7 @@ async def create_index(
     config = parse_config(owner, name, data)
     await _check_bases_exist(session, config)
     await _check_no_read_leak(session, IndexView(0, owner, name, config))
+    await _check_promote_to(session, IndexView(0, owner, name, config))
     return await _put(session, owner, name, config, actor)
 
 
@@ -292,16 +325,28 @@ async def modify_index(
     await _check_bases_exist(session, config)
     await _check_no_cycle(session, index.path, list(config.bases))
     await _check_no_read_leak(session, IndexView(index.id, owner, name, config))
+    await _check_promote_to(session, IndexView(index.id, owner, name, config))
     return await _put(session, owner, name, config, actor)
 
 
 async def delete_index(session: AsyncSession, owner: str, name: str, actor: Actor) -> None:
     index = await require_index(session, owner, name)
     rows = (await session.execute(select(Index))).scalars().all()
-    users = [view.path for view in map(IndexView.from_row, rows) if index.path in view.bases]
+    views = list(map(IndexView.from_row, rows))
+    users = [view.path for view in views if index.path in view.bases]
     if users:
         raise Conflict(
             f"index {index.path} is a base of {', '.join(sorted(users))}; remove it there first"
+        )
+    promoters = [
+        view.path
+        for view in views
+        if isinstance(view.config, StageConfig) and view.config.promote_to == index.path
+    ]
+    if promoters:
+        raise Conflict(
+            f"index {index.path} is the promote_to of {', '.join(sorted(promoters))}; "
+            "change it there first"
         )
     await record(session, IndexDelete(user=owner, name=name), actor)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -11,10 +12,11 @@ from packaging.version import InvalidVersion, Version
 from lockgate.catalog.lookup import lookup_project
 from lockgate.catalog.services import ProjectView, VisibleFile
 from lockgate.config import SETTINGS
-from lockgate.db.session import DATABASE
+from lockgate.db.session import DATABASE, Database
 from lockgate.indexes.access import require_read
 from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
+from lockgate.workflow.services import provenance_of_releases, results_of_files
 
 INFO_FIELDS = {
     "summary": "summary",
@@ -52,8 +54,42 @@ def _latest(view: ProjectView) -> str:
     return max(stable or unyanked, key=_sort_key)
 
 
-def _file_json(f: VisibleFile, base: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Workflow:
+    """lockgate's extension keys: test results per file, provenance per release."""
+
+    results: dict[tuple[int, str], list[dict[str, Any]]]
+    provenance: dict[tuple[int, str, str], dict[str, str]]
+
+    def results_of(self, f: VisibleFile, base: str) -> list[dict[str, Any]]:
+        shown = []
+        for result in self.results.get((f.index.id, f.filename), []):
+            result = dict(result)
+            sha = result.pop("log_sha256")
+            result["log_url"] = f"{base}/{f.index.path}/+testlog/{sha}" if sha else None
+            shown.append(result)
+        return shown
+
+    def provenance_of(self, f: VisibleFile) -> dict[str, str] | None:
+        return self.provenance.get((f.index.id, canonicalize_name(f.project), f.version))
+
+
+async def _workflow(db: Database, files: list[VisibleFile]) -> Workflow:
+    stage = [f for f in files if not f.index.is_mirror]
+    if not stage:
+        return Workflow({}, {})
+    async with db.read() as session:
+        results = await results_of_files(session, {(f.index.id, f.filename) for f in stage})
+        provenance = await provenance_of_releases(
+            session, {(f.index.id, canonicalize_name(f.project), f.version) for f in stage}
+        )
+    return Workflow(results, provenance)
+
+
+def _file_json(f: VisibleFile, base: str, workflow: Workflow | None = None) -> dict[str, Any]:
     upload = (f.upload_time or "").rstrip("Z")
+    workflow = workflow or Workflow({}, {})
+    provenance = workflow.provenance_of(f)
     return {
         "filename": f.filename,
         "url": base + f.url_path,
@@ -71,12 +107,18 @@ def _file_json(f: VisibleFile, base: str) -> dict[str, Any]:
         "comment_text": "",
         # lockgate's audit trail: who uploaded the file (null for mirrored files)
         "uploader": f.uploader,
+        # lockgate's release workflow: results CI posted for this file, and the
+        # index its release was pushed from (null when it was uploaded here)
+        "test_results": workflow.results_of(f, base),
+        "pushed_from": provenance["pushed_from"] if provenance else None,
         "has_sig": False,
         "downloads": -1,
     }
 
 
-def _info(view: ProjectView, version: str, base: str, index_path: str) -> dict[str, Any]:
+def _info(
+    view: ProjectView, version: str, base: str, index_path: str, workflow: Workflow
+) -> dict[str, Any]:
     files = [f for f in view.files if f.version == version]
     metadata: dict[str, Any] = files[0].metadata if files else {}
     info: dict[str, Any] = {"name": view.display_name, "version": version}
@@ -111,6 +153,8 @@ def _info(view: ProjectView, version: str, base: str, index_path: str) -> dict[s
             "downloads": {"last_day": -1, "last_week": -1, "last_month": -1},
             "yanked": any(f.yanked for f in files),
             "yanked_reason": next((f.yanked_reason for f in files if f.yanked), None),
+            # lockgate: where a pushed release came from, when and by whom (or null)
+            "provenance": workflow.provenance_of(files[0]) if files else None,
         }
     )
     return info
@@ -147,15 +191,18 @@ async def project_json(request: web.Request) -> web.Response:
         if not matches:
             return _not_found()
         selected = matches[0]
+    shown = view.files if version is None else [f for f in view.files if f.version == selected]
+    workflow = await _workflow(db, shown)
     body: dict[str, Any] = {
-        "info": _info(view, selected, base, index.path),
+        "info": _info(view, selected, base, index.path, workflow),
         "last_serial": serial,
-        "urls": [_file_json(f, base) for f in view.files if f.version == selected],
+        "urls": [_file_json(f, base, workflow) for f in view.files if f.version == selected],
         "vulnerabilities": [],
     }
     if version is None:
         body["releases"] = {
-            v: [_file_json(f, base) for f in view.files if f.version == v] for v in view.versions
+            v: [_file_json(f, base, workflow) for f in view.files if f.version == v]
+            for v in view.versions
         }
     return web.json_response(
         body, headers={"X-PyPI-Last-Serial": str(serial), "Cache-Control": "max-age=0, public"}

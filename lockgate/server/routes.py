@@ -21,6 +21,7 @@ from lockgate.replica import views as replication
 from lockgate.server import status
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
+from lockgate.workflow import views as workflow
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 # No segment below may hold a NUL (%00): no name, version or file name has one, and
@@ -78,6 +79,8 @@ def setup_routes(app: web.Application) -> None:
     file_path = f"/{U}/{I}/+f/{{hash:{HASH}}}/{{filename:{FILENAME}}}"
     r.add_get(file_path, packages.serve_file, name="file")
     r.add_delete(file_path, packages.delete_file_view)
+    r.add_post(file_path, workflow.post_result_view)  # test results (CI, devpi test)
+    r.add_get(f"/{U}/{I}/+testlog/{{sha256:[0-9a-fA-F]{{64}}}}", workflow.serve_log)
 
     json_path = f"/{U}/{I}/pypi/{{project:{PROJECT}}}"
     r.add_get(f"{json_path}/json", jsonapi.project_json)
@@ -94,8 +97,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_patch(release, packages.patch_release)
 
     # Twine posts to the index URL with or without the trailing slash; never redirect.
-    r.add_post(f"/{U}/{I}/", uploads.upload, name="upload")
-    r.add_post(f"/{U}/{I}", uploads.upload)
+    # devpi-client pushes with a JSON body to the same URL.
+    r.add_post(f"/{U}/{I}/", upload_or_push, name="upload")
+    r.add_post(f"/{U}/{I}", upload_or_push)
 
     r.add_get(f"/{U}/{I}", indexes.get_index_view, name="index")
     r.add_get(f"/{U}/{I}/", indexes.get_index_view)
@@ -121,6 +125,14 @@ def setup_routes(app: web.Application) -> None:
         f"/{{user:[^/]+}}/{{index:{BAD_NAME}}}",
     ):
         r.add_route("*", path, refuse_invalid_names)
+
+
+async def upload_or_push(request: web.Request) -> web.StreamResponse:
+    """A JSON body is a push (devpi's `{"name", "version", "targetindex"}`); anything
+    else is an upload, as twine, uv and poetry send it."""
+    if request.content_type == "application/json":
+        return await workflow.push_view(request)
+    return await uploads.upload(request)
 
 
 async def refuse_invalid_names(request: web.Request) -> web.StreamResponse:

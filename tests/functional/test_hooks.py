@@ -293,3 +293,48 @@ def test_private_targets_need_hook_allow_and_owners_manage_hooks(server: Lockgat
     assert stranger.status_code == 403
     assert server.request("GET", "/alice/staging/+hooks/ci", auth=ALICE).status_code == 404
     assert server.serial() == serial + 1  # only bob was created
+
+
+def test_test_results_pushes_and_promotions_are_events(
+    make_server: Callable[..., LockgateServer], clients: Clients, tmp_path: Path
+) -> None:
+    receiver = CIReceiver("generic", secret=SECRET).start()
+    try:
+        server = make_server(hook_allow="127.0.0.1")
+        _setup(server)
+        server.create_index("alice/prod", ALICE, push_requires=["py311"])
+        _hook(server, "ci", {"kind": "generic", "url": receiver.url, "secret": SECRET,
+                             "events": ["test-result", "push", "promote"]})  # fmt: skip
+        wheel = make_wheel(tmp_path, "gated", "1.0")
+        _upload(server, clients, wheel)
+        page = server.get(
+            "/alice/staging/+simple/gated/",
+            headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+        ).json()
+        file_url = "/alice/staging/+simple/gated/" + page["files"][0]["url"]
+        import posixpath
+
+        posted = server.request(
+            "POST",
+            posixpath.normpath(file_url),
+            auth=ALICE,
+            json={"environment": "py311", "outcome": "passed"},
+        )
+        assert posted.ok, posted.text
+        pushed = server.request(
+            "POST",
+            "/alice/staging",
+            auth=ALICE,
+            json={"name": "gated", "version": "1.0", "targetindex": "alice/prod"},
+        )
+        assert pushed.ok, pushed.text
+        _hook(server, "ci", {"kind": "generic", "url": receiver.url, "secret": SECRET,
+                             "events": ["test-result", "push", "promote"]}, status=200)  # fmt: skip
+        arrived = _wait_for(receiver, 1)
+        events = [json.loads(r.body)["event"] for r in arrived]
+        assert events[0] == "test-result"
+        body = json.loads(arrived[0].body)
+        assert body["outcome"] == "passed" and body["environment"] == "py311"
+        assert body["files"][0]["filename"] == wheel.name
+    finally:
+        receiver.stop()

@@ -257,6 +257,7 @@ def make_sdist(
     *,
     requires_python: str | None = None,
     requires_dist: Sequence[str] = (),
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a PEP 625 source distribution into ``directory`` and return its path.
 
@@ -265,6 +266,7 @@ def make_sdist(
     ``pyproject.toml`` (setuptools backend) and ``{module}/__init__.py`` with
     ``__version__ = version``.  Building it needs only setuptools, so
     ``pip install --no-build-isolation --no-index`` works offline.
+    ``extra_files`` adds more files (relative name → text), e.g. a ``tox.ini``.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -287,6 +289,7 @@ def make_sdist(
         ("pyproject.toml", _pyproject(name, version, mod, requires_python, requires_dist).encode()),
         (f"{mod}/__init__.py", _default_module_source(version).encode("utf-8")),
     ]
+    files += [(relname, text.encode("utf-8")) for relname, text in (extra_files or {}).items()]
 
     def tar_info(arcname: str, *, is_dir: bool = False, size: int = 0) -> tarfile.TarInfo:
         info = tarfile.TarInfo(arcname)

@@ -32,6 +32,7 @@ DOMAINS = {
     "replica",
     "transfer",
     "maintenance",
+    "workflow",
     "server",
     "cli",
 }
@@ -108,6 +109,7 @@ def test_the_route_table_is_found() -> None:
         "lockgate.mirror.admin",
         "lockgate.namespaces.views",
     } <= names
+    assert "lockgate.workflow.views" in names
 
 
 @pytest.mark.parametrize("view", _view_modules(), ids=_module_name)
