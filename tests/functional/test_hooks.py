@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import posixpath
 import subprocess
 import time
 from collections.abc import Callable
@@ -295,46 +296,64 @@ def test_private_targets_need_hook_allow_and_owners_manage_hooks(server: Lockgat
     assert server.serial() == serial + 1  # only bob was created
 
 
+def _hook_on(server: LockgateServer, index: str, receiver: CIReceiver, events: list[str]) -> None:
+    body = {"kind": "generic", "url": receiver.url, "secret": SECRET, "events": events}
+    response = server.request("PUT", f"/{index}/+hooks/ci", auth=ALICE, json=body)
+    assert response.status_code == 201, response.text
+
+
 def test_test_results_pushes_and_promotions_are_events(
     make_server: Callable[..., LockgateServer], clients: Clients, tmp_path: Path
 ) -> None:
-    receiver = CIReceiver("generic", secret=SECRET).start()
+    """A result is a `test-result` on the file's index; a push a `push`, and a push the
+    server made by itself (`promote_to`) a `promote`, on the target index."""
+    staging = CIReceiver("generic", secret=SECRET).start()
+    prod = CIReceiver("generic", secret=SECRET).start()
+    other = CIReceiver("generic", secret=SECRET).start()
     try:
         server = make_server(hook_allow="127.0.0.1")
         _setup(server)
         server.create_index("alice/prod", ALICE, push_requires=["py311"])
-        _hook(server, "ci", {"kind": "generic", "url": receiver.url, "secret": SECRET,
-                             "events": ["test-result", "push", "promote"]})  # fmt: skip
+        server.create_index("alice/other", ALICE)
+        assert server.request(
+            "PATCH", "/alice/staging", auth=ALICE, json={"promote_to": "alice/prod"}
+        ).ok
+        _hook_on(server, "alice/staging", staging, ["test-result"])
+        _hook_on(server, "alice/prod", prod, ["push", "promote"])
+        _hook_on(server, "alice/other", other, ["push", "promote"])
         wheel = make_wheel(tmp_path, "gated", "1.0")
         _upload(server, clients, wheel)
         page = server.get(
             "/alice/staging/+simple/gated/",
             headers={"Accept": "application/vnd.pypi.simple.v1+json"},
         ).json()
-        file_url = "/alice/staging/+simple/gated/" + page["files"][0]["url"]
-        import posixpath
-
+        file_path = posixpath.normpath("/alice/staging/+simple/gated/" + page["files"][0]["url"])
         posted = server.request(
-            "POST",
-            posixpath.normpath(file_url),
-            auth=ALICE,
-            json={"environment": "py311", "outcome": "passed"},
+            "POST", file_path, auth=ALICE, json={"environment": "py311", "outcome": "passed"}
         )
         assert posted.ok, posted.text
+        (result,) = _wait_for(staging, 1)
+        body = json.loads(result.body)
+        assert (body["event"], body["outcome"], body["environment"]) == (
+            "test-result", "passed", "py311",
+        )  # fmt: skip
+        assert body["files"][0]["filename"] == wheel.name
+        (promoted,) = _wait_for(prod, 1)
+        body = json.loads(promoted.body)
+        assert (body["event"], body["index"], body["source_index"]) == (
+            "promote", "alice/prod", "alice/staging",
+        )  # fmt: skip
+        assert body["actor"] == "system" and body["files"][0]["filename"] == wheel.name
         pushed = server.request(
             "POST",
             "/alice/staging",
             auth=ALICE,
-            json={"name": "gated", "version": "1.0", "targetindex": "alice/prod"},
+            json={"name": "gated", "version": "1.0", "targetindex": "alice/other"},
         )
         assert pushed.ok, pushed.text
-        _hook(server, "ci", {"kind": "generic", "url": receiver.url, "secret": SECRET,
-                             "events": ["test-result", "push", "promote"]}, status=200)  # fmt: skip
-        arrived = _wait_for(receiver, 1)
-        events = [json.loads(r.body)["event"] for r in arrived]
-        assert events[0] == "test-result"
-        body = json.loads(arrived[0].body)
-        assert body["outcome"] == "passed" and body["environment"] == "py311"
-        assert body["files"][0]["filename"] == wheel.name
+        (manual,) = _wait_for(other, 1)
+        body = json.loads(manual.body)
+        assert (body["event"], body["actor"]) == ("push", "alice")
     finally:
-        receiver.stop()
+        for receiver in (staging, prod, other):
+            receiver.stop()
