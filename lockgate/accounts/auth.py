@@ -33,6 +33,7 @@ from lockgate.http.basic_auth import basic_credentials
 
 log = structlog.get_logger("lockgate.auth")
 
+WRONG_PASSWORD = "invalid user name or password"
 LOGIN_REQUIRED = "authentication required: send your lockgate user name and password"
 # How often the "last used" time of one token is written (per node).
 TOKEN_USE_INTERVAL = 60.0
@@ -171,7 +172,7 @@ async def _authenticate(request: web.Request) -> tuple[Principal | None, float]:
     if looks_like_secret(password):
         return await _token_principal(request, password, name)
     if not await credentials_valid(request, name, password):
-        raise Unauthorized("invalid user name or password")
+        raise Unauthorized(WRONG_PASSWORD)
     return Principal(name), time.time() + VERIFIED_TTL
 
 

@@ -16,7 +16,7 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.client_exceptions import ClientPayloadError
 from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader
 
-from lockgate.accounts.auth import authenticate
+from lockgate.accounts.auth import WRONG_PASSWORD, authenticate
 from lockgate.changelog.codec import Actor
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
@@ -146,7 +146,7 @@ async def _authenticate(request: web.Request, index_path: str) -> Actor:
     try:
         principal = await authenticate(request)
     except Unauthorized as exc:
-        detail = "wrong user or password" if "password" in exc.message else exc.message
+        detail = "wrong user or password" if exc.message == WRONG_PASSWORD else exc.message
         raise Forbidden(f"Invalid or non-existent authentication information: {detail}.") from None
     if principal is None:
         raise Unauthorized(

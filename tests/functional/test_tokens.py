@@ -102,8 +102,7 @@ def test_twine_uv_and_poetry_upload_with_a_token(
     result = clients.twine_upload(f"{server.url}/alice/dev/", [third], "alice", secret)
     assert result.returncode == 0, result.stdout + result.stderr
 
-    if not Path(POETRY).exists():
-        pytest.skip("poetry is not installed")
+    assert Path(POETRY).exists(), "poetry is a test dependency (pip install -e '.[test]')"
     poetry = Poetry(tmp_path)
     poetry.env["POETRY_PYPI_TOKEN_LOCKGATE"] = secret
     poetry(tmp_path, "config", "repositories.lockgate", f"{server.url}/alice/dev/")
