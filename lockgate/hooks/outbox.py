@@ -77,7 +77,10 @@ async def derive(db: Database, base_url: str) -> int:
     """Add the deliveries owed for entries after this node's cursor; how many."""
     async with db.read() as session:
         cursor = await session.get(HookCursor, CURSOR_ROW)
-    if cursor is not None and cursor.serial >= db.serial:
+        any_hook = (await session.execute(select(Hook.id).limit(1))).first() is not None
+    if cursor is not None and (cursor.serial >= db.serial or not any_hook):
+        # Without hooks nothing is owed: no write transaction per commit. The cursor
+        # stays; a hook made later only counts entries after its own serial.
         return 0
     added = 0
     async with db.write() as session:
@@ -91,8 +94,11 @@ async def derive(db: Database, base_url: str) -> int:
         if not entries:
             return 0
         hooks = await _hooks_by_index(session)
+        oldest = min((h.created_serial for found in hooks.values() for h in found), default=None)
         for entry in entries:
-            event = await event_of(session, entry, base_url) if hooks else None
+            if oldest is None or entry.serial <= oldest:
+                continue
+            event = await event_of(session, entry, base_url)
             if event is None:
                 continue
             for hook in hooks.get(event.index, []):

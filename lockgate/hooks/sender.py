@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aiohttp
 import structlog
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from lockgate import __version__
 from lockgate.changelog.codec import SYSTEM
@@ -167,32 +167,28 @@ class HookSender:
                         wake.cancel()
             self._wake.clear()
 
-    async def _claim(
-        self,
-    ) -> list[tuple[Claimed, str, dict[str, Any]] | tuple[Claimed, None, None]]:
-        now = time.time()
-        claimed: list[Any] = []
-        async with self.db.write() as session:
-            rows = (
-                (
-                    await session.execute(
-                        select(HookOutbox)
-                        .outerjoin(HookDelivered, HookDelivered.delivery_id == HookOutbox.id)
-                        .where(
-                            HookOutbox.next_attempt <= now,
-                            (HookOutbox.status == "resend")
-                            | (
-                                (HookOutbox.status == "pending")
-                                & HookDelivered.delivery_id.is_(None)
-                            ),
-                        )
-                        .order_by(HookOutbox.serial)
-                        .limit(BATCH)
-                    )
-                )
-                .scalars()
-                .all()
+    @staticmethod
+    def _due(now: float) -> Select[Any]:
+        return (
+            select(HookOutbox)
+            .outerjoin(HookDelivered, HookDelivered.delivery_id == HookOutbox.id)
+            .where(
+                HookOutbox.next_attempt <= now,
+                (HookOutbox.status == "resend")
+                | ((HookOutbox.status == "pending") & HookDelivered.delivery_id.is_(None)),
             )
+            .order_by(HookOutbox.serial)
+        )
+
+    async def _claim(self) -> list[tuple[Claimed, str | None, dict[str, Any] | None]]:
+        now = time.time()
+        claimed: list[tuple[Claimed, str | None, dict[str, Any] | None]] = []
+        async with self.db.read() as session:
+            # Most rounds find nothing due: look before taking the writers' lock.
+            if (await session.execute(self._due(now).limit(1))).first() is None:
+                return claimed
+        async with self.db.write() as session:
+            rows = (await session.execute(self._due(now).limit(BATCH))).scalars().all()
             for row in rows:
                 row.next_attempt = now + LEASE_SECONDS
                 user, name = row.index_path.split("/", 1)
