@@ -14,7 +14,7 @@ ALIASES = {
 }
 
 
-def _parse(accept: str) -> list[tuple[str, float]]:
+def parse_accept(accept: str) -> list[tuple[str, float]]:
     ranges: list[tuple[str, float]] = []
     for item in accept.split(","):
         parts = [p.strip() for p in item.split(";")]
@@ -62,7 +62,7 @@ def negotiate(accept: str | None, format_param: str | None = None) -> str | None
             return wanted
     if accept is None or not accept.strip():
         return TEXT_HTML
-    ranges = _parse(accept)
+    ranges = parse_accept(accept)
     best, best_q = None, 0.0
     for served in SERVED:
         q = _quality(served, ranges)
