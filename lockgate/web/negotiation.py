@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from lockgate.simple.negotiation import parse_accept
+from lockgate.http.accept import parse_accept
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
