@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy
 from playwright.sync_api import Browser, Page
 
 from lockgate.accounts.sessions import KEY_FILENAME, SESSION_COOKIE, SessionKeys
@@ -265,12 +266,15 @@ def test_forged_expired_and_tampered_cookies_are_refused(server: LockgateServer)
 
 
 def _password_hash(server: LockgateServer, user: str) -> str:
-    """The stored hash, read as the server reads it (SQLite here)."""
-    import sqlite3
-
-    with sqlite3.connect(server.serverdir / "lockgate.sqlite") as db:
-        row = db.execute("select password_hash from users where name = ?", (user,)).fetchone()
-    return str(row[0])
+    """The stored hash, read from the server's database (SQLite or PostgreSQL)."""
+    url = server.db_url or f"sqlite:///{server.serverdir / 'lockgate.sqlite'}"
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as db:
+            query = sqlalchemy.text("select password_hash from users where name = :name")
+            return str(db.execute(query, {"name": user}).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def test_the_api_never_accepts_the_session_cookie(server: LockgateServer, tmp_path: Path) -> None:
