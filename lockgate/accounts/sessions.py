@@ -227,7 +227,11 @@ def own_origins(request: web.Request) -> set[str]:
 
 def same_origin_problem(request: web.Request) -> str | None:
     """Why a form POST is not from one of our own pages (Origin, else Referer), or None.
-    Browsers send Origin with every form POST; a request with neither is refused."""
+    Browsers send Origin with every form POST; a request with neither is refused, and
+    so is one the browser itself labels as sent from another site (`Sec-Fetch-Site`)."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site in ("cross-site", "same-site"):
+        return f"the browser says the form was sent from another site ({fetch_site})"
     origin = request.headers.get("Origin")
     if origin and origin != "null":
         if origin in own_origins(request):

@@ -105,7 +105,7 @@ def _yanked(server: LockgateServer, index: str, project: str) -> list[Any]:
 def test_browser_walk_login_token_index_upload_yank_logout(
     make_server: Any, backend: str, browser: Browser, clients: Clients, tmp_path: Path
 ) -> None:
-    """WM-1, WM-2, WM-5, WM-9."""
+    """docs/reliability.md WM-1, WM-2, WM-8, WM-9."""
     server: LockgateServer = make_server()
     server.create_user(*ALICE)
     with page_context(browser, server.url) as (context, _outside):
@@ -179,8 +179,8 @@ def test_browser_walk_login_token_index_upload_yank_logout(
 def test_a_session_cookie_is_not_readable_by_page_scripts_and_pages_carry_no_script(
     server: LockgateServer, browser: Browser
 ) -> None:
-    """WM-9: the session cookie is HttpOnly and every management page sends the
-    script-free CSP; a script running in the server's origin (as one in an uploaded
+    """docs/reliability.md WM-9: the session cookie is HttpOnly and every management page sends
+    the script-free CSP; a script running in the server's origin (as one in an uploaded
     document would) sees no session."""
     server.create_user(*ALICE)
     with page_context(browser, server.url) as (context, _outside):
@@ -205,8 +205,9 @@ def test_a_session_cookie_is_not_readable_by_page_scripts_and_pages_carry_no_scr
 def test_logout_ends_the_session_everywhere_also_after_a_restart(
     make_server: Any, backend: str
 ) -> None:
-    """WM-2: a logged-out cookie is refused, replayed, also after a restart; a password
-    change ends every session of the user; a deleted user's session is dead."""
+    """docs/reliability.md WM-2: a logged-out cookie is refused, replayed, also after a
+    restart; a password change ends every session of the user; a deleted user's session is
+    dead."""
     server: LockgateServer = make_server()
     server.create_user(*ALICE)
     first, second = Browserish(server), Browserish(server)
@@ -243,7 +244,8 @@ def test_logout_ends_the_session_everywhere_also_after_a_restart(
 
 
 def test_forged_expired_and_tampered_cookies_are_refused(server: LockgateServer) -> None:
-    """WM-2: a cookie whose signature does not hold, or that expired, signs nobody in."""
+    """docs/reliability.md WM-2: a cookie whose signature does not hold, or that expired, signs
+    nobody in."""
     server.create_user(*ALICE)
     visitor = Browserish(server)
     visitor.login(*ALICE)
@@ -278,8 +280,8 @@ def _password_hash(server: LockgateServer, user: str) -> str:
 
 
 def test_the_api_never_accepts_the_session_cookie(server: LockgateServer, tmp_path: Path) -> None:
-    """WM-6: PUT /{user}/{index}, an upload and the token API with only the cookie are
-    unauthenticated (401), whatever the Origin."""
+    """docs/reliability.md WM-6: PUT /{user}/{index}, an upload and the token API with only the
+    cookie are unauthenticated (401), whatever the Origin."""
     server.create_user(*ALICE)
     server.create_index("alice/dev", ALICE)
     visitor = Browserish(server)
@@ -311,9 +313,9 @@ def test_the_api_never_accepts_the_session_cookie(server: LockgateServer, tmp_pa
 
 
 def test_login_refusals_rate_limit_and_safe_next(server: LockgateServer) -> None:
-    """WM-1: a wrong password is a clear message (no session); ten failures pause the
-    name for this client (429, Retry-After) as for Basic auth; the login form's own CSRF
-    token and origin are checked; `next` never leads to another site."""
+    """docs/reliability.md WM-1: a wrong password is a clear message (no session); ten failures
+    pause the name for this client (429, Retry-After) as for Basic auth; the login form's
+    own CSRF token and origin are checked; `next` never leads to another site."""
     server.create_user(*ALICE)
     visitor = Browserish(server)
     wrong = visitor.login("alice", "nope")
@@ -356,7 +358,7 @@ def test_login_refusals_rate_limit_and_safe_next(server: LockgateServer) -> None
 
 
 def test_session_cookie_is_secure_behind_tls(make_server: Any) -> None:
-    """WM-1: with an https public URL the cookies carry Secure."""
+    """docs/reliability.md WM-1: with an https public URL the cookies carry Secure."""
     server: LockgateServer = make_server(env={"LOCKGATE_PUBLIC_URL": "https://pkgs.example"})
     server.create_user(*ALICE)
     page = requests.get(server.url + "/+login", headers={"Accept": BROWSER_ACCEPT}, timeout=60)
@@ -380,8 +382,8 @@ def test_session_cookie_is_secure_behind_tls(make_server: Any) -> None:
 
 
 def test_forms_refuse_missing_wrong_or_cross_site_tokens(make_server: Any, backend: str) -> None:
-    """WM-3, WM-4: a form POST without this session's token, from another site, or with
-    no Origin/Referer is a 403 page; nothing changes."""
+    """docs/reliability.md WM-3, WM-4: a form POST without this session's token, from another
+    site, or with no Origin/Referer is a 403 page; nothing changes."""
     server: LockgateServer = make_server()
     server.create_user(*ALICE)
     alice = Browserish(server)
@@ -402,6 +404,7 @@ def test_forms_refuse_missing_wrong_or_cross_site_tokens(make_server: Any, backe
             {"Accept": BROWSER_ACCEPT, "Origin": "https://evil.example"},
         ),
         ({**new_index, "csrf_token": good}, {"Accept": BROWSER_ACCEPT}),  # no Origin/Referer
+        ({**new_index, "csrf_token": good}, {**alice.headers, "Sec-Fetch-Site": "cross-site"}),
         (
             {**new_index, "csrf_token": good},
             {"Accept": BROWSER_ACCEPT, "Referer": "https://evil.example/page"},
@@ -427,8 +430,8 @@ def test_forms_refuse_missing_wrong_or_cross_site_tokens(make_server: Any, backe
 
 
 def test_forms_for_what_another_user_owns_are_refused(server: LockgateServer) -> None:
-    """WM-5: bob's session cannot change alice's index, tokens or hooks (403 pages), but
-    root's can; a form page of someone else's is refused too."""
+    """docs/reliability.md WM-5: bob's session cannot change alice's index, tokens or hooks
+    (403 pages), but root's can; a form page of someone else's is refused too."""
     server.create_user(*ALICE)
     server.create_user(*BOB)
     server.create_index("alice/dev", ALICE)
@@ -469,8 +472,8 @@ def test_forms_for_what_another_user_owns_are_refused(server: LockgateServer) ->
 def test_invalid_settings_rerender_the_form_and_change_nothing(
     make_server: Any, backend: str
 ) -> None:
-    """WM-7: an invalid index setting, token or hook re-renders its form with the
-    message and what was typed (4xx); nothing changes."""
+    """docs/reliability.md WM-7: an invalid index setting, token or hook re-renders its form
+    with the message and what was typed (4xx); nothing changes."""
     server: LockgateServer = make_server()
     server.create_user(*ALICE)
     server.create_index("alice/dev", ALICE)
@@ -546,10 +549,9 @@ def test_invalid_settings_rerender_the_form_and_change_nothing(
 def test_release_forms_push_with_gates_unyank_delete_and_hooks(
     server: LockgateServer, clients: Clients, tmp_path: Path
 ) -> None:
-    """WM-8: the release page shows which gates each target meets; a gated push is
-    refused with the API's message and accepted once the results pass; unyank and
-    delete (volatile only) through forms; a hook added, listed with its deliveries,
-    removed."""
+    """docs/reliability.md WM-8: the release page shows which gates each target meets; a gated
+    push is refused with the API's message and accepted once the results pass; unyank and
+    delete (volatile only) through forms; a hook added, listed with its deliveries, removed."""
     server.create_user(*ALICE)
     server.create_index("alice/dev", ALICE)
     server.create_index("alice/prod", ALICE, volatile=False, push_requires=["py311"])
@@ -613,8 +615,8 @@ def test_release_forms_push_with_gates_unyank_delete_and_hooks(
 def test_hook_forms_add_list_deliveries_and_remove(
     make_server: Any, clients: Clients, tmp_path: Path
 ) -> None:
-    """WM-8: a hook added through the form is the API's hook (secret masked on every
-    page), its deliveries are listed, and it is removed through the form."""
+    """docs/reliability.md WM-8: a hook added through the form is the API's hook (secret masked
+    on every page), its deliveries are listed, and it is removed through the form."""
     receiver = CIReceiver("generic", secret="s3cret-hook").start()
     try:
         server: LockgateServer = make_server(hook_allow="127.0.0.1")
