@@ -158,8 +158,11 @@ def test_browser_walk_login_token_index_upload_yank_logout(
         result = clients.twine_upload(f"{server.url}/alice/dev/", [wheel], "__token__", secret)
         assert result.returncode == 0, result.stdout + result.stderr
 
-        # Yank it through the release's page; the simple API says so.
+        # Yank it through the release's page; the simple API says so. The page also shows
+        # what a push to a gated index would need.
+        server.create_index("alice/prod", ALICE, volatile=False, push_requires=["py311"])
         page.goto("/alice/dev/web-demo/1.0/+manage")
+        assert "py311 has no passing result" in page.content()
         page.get_by_label("Reason (optional)").fill("broken on Windows")
         page.get_by_role("button", name="Yank").click()
         page.wait_for_url("**/+manage?done=yanked")
