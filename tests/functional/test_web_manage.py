@@ -217,6 +217,11 @@ def test_logout_ends_the_session_everywhere_also_after_a_restart(
     assert first.login(*ALICE).status_code == 303
     assert second.login(*ALICE).status_code == 303
     assert _signed_in_as(server, first.cookie) and _signed_in_as(server, second.cookie)
+    # A private index is listed to its reader's session only.
+    server.create_index("alice/secret", ALICE, acl_read=["alice"])
+    assert 'href="/alice/secret"' in first.get("/").text
+    anonymous = server.get("/", headers={"Accept": BROWSER_ACCEPT})
+    assert 'href="/alice/secret"' not in anonymous.text
     stolen = first.cookie
     token = first.csrf("/alice/+manage")
     logout = first.post("/+logout", {"csrf_token": token})
