@@ -26,6 +26,7 @@ from lockgate.accounts.sessions import (
     BrowserSession,
     browser_session,
     same_origin_problem,
+    script_request_problem,
 )
 from lockgate.errors import Forbidden, LockgateError
 from lockgate.web.templates import CONTEXT_PROVIDERS, render_page
@@ -73,6 +74,9 @@ def see_other(location: str) -> web.Response:
 
 async def page_session(request: web.Request) -> BrowserSession:
     """A form page's session; without one the browser goes to the login page first."""
+    problem = script_request_problem(request)
+    if problem is not None:
+        raise Forbidden(f"refused: {problem}")
     found = await browser_session(request)
     if found is None:
         raise web.HTTPSeeOther(login_url(request))

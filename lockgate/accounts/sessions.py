@@ -232,8 +232,13 @@ def same_origin_problem(request: web.Request) -> str | None:
     fetch_site = request.headers.get("Sec-Fetch-Site")
     if fetch_site in ("cross-site", "same-site"):
         return f"the browser says the form was sent from another site ({fetch_site})"
+    problem = script_request_problem(request)
+    if problem is not None:
+        return problem
     origin = request.headers.get("Origin")
-    if origin and origin != "null":
+    if origin == "null":
+        return "the form was sent from a sandboxed or opaque page (Origin: null)"
+    if origin:
         if origin in own_origins(request):
             return None
         return f"the form was sent from another site ({origin})"
@@ -244,3 +249,15 @@ def same_origin_problem(request: web.Request) -> str | None:
             return None
         return "the form was sent from another site"
     return "the request did not say which page sent it (no Origin or Referer header)"
+
+
+def script_request_problem(request: web.Request) -> str | None:
+    """Management pages and forms work without script: a browser that says a script
+    made the request (`Sec-Fetch-Mode` other than `navigate`) is refused, so a script
+    running in this origin — in an uploaded document, say — can neither read a form's
+    token nor send one. (Browsers send Sec-Fetch-* to https and loopback origins; the
+    CSRF token and the origin check hold without them.)"""
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode is not None and mode != "navigate":
+        return f"management pages are not for scripts (Sec-Fetch-Mode: {mode})"
+    return None

@@ -200,6 +200,26 @@ def test_a_session_cookie_is_not_readable_by_page_scripts_and_pages_carry_no_scr
             assert "default-src 'none'" in response.headers["content-security-policy"]
             assert SESSION_COOKIE not in page.evaluate("document.cookie")
             assert page.locator("script").count() == 0
+        # A script in this origin (as in an uploaded document) can neither read a
+        # management page (and its form token) nor send a form, even with the right token.
+        token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+        # Our pages' CSP forbids a script any request (connect-src falls to 'none'); a
+        # document of this origin without that CSP (here /+status) stands for the worst.
+        page.goto("/+status")
+        answers = page.evaluate(
+            """async (token) => {
+                const read = await fetch('/alice/+manage');
+                const body = new URLSearchParams({csrf_token: token, name: 'stolen',
+                                                  scope_admin: 'on'});
+                const sent = await fetch('/alice/+manage/tokens', {method: 'POST', body});
+                return [read.status, sent.status, await sent.text()];
+            }""",
+            token,
+        )
+        assert answers[0] == 403 and answers[1] == 403, answers
+        assert "not for scripts" in answers[2]
+    listed = server.request("GET", "/alice/+tokens", auth=ALICE).json()["result"]
+    assert listed == []
 
 
 # --- sessions ------------------------------------------------------------------------
@@ -475,6 +495,21 @@ def test_forms_for_what_another_user_owns_are_refused(server: LockgateServer) ->
     assert saved.status_code == 303, saved.text
     config = server.get("/alice/dev", headers={"Accept": "application/json"}).json()["result"]
     assert config["title"] == "root was here"
+    # Root sees the mirror settings; an unchanged upstream URL is kept as it is.
+    mirror_form = root.get("/root/pypi/+manage")
+    assert "Mirror settings (root only)" in mirror_form.text
+    before = server.get("/root/pypi", headers={"Accept": "application/json"}).json()["result"]
+    saved = root.post(
+        "/root/pypi/+manage",
+        {"title": "PyPI mirror", "acl_read": ":ANONYMOUS:", "csrf_token": token,
+         "mirror_url": before["mirror_url"], "mirror_cache_expiry": "600",
+         "mirror_timeout": "10", "mirror_offline_retry": "10", "mirror_ca_bundle": ""},
+    )  # fmt: skip
+    assert saved.status_code == 303, saved.text
+    after = server.get("/root/pypi", headers={"Accept": "application/json"}).json()["result"]
+    assert after["mirror_cache_expiry"] == 600 and after["mirror_url"] == before["mirror_url"]
+    # Bob sees no mirror settings on a page of his own.
+    assert "Mirror settings" not in bob.get("/bob/+manage/new-index").text
 
 
 def test_invalid_settings_rerender_the_form_and_change_nothing(
