@@ -88,7 +88,10 @@ async def read_form(request: web.Request) -> MultiDict[str]:
         raise LockgateError(
             f"send the form as {FORM_TYPES[0]} (not {request.content_type or 'nothing'})", 415
         )
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+    if request.content_length is None:
+        # Browsers send forms with a length; an endless chunked body is not a form.
+        raise LockgateError("send the form with a Content-Length", 411)
+    if request.content_length > MAX_FORM_BYTES:
         raise LockgateError(f"a form may be at most {MAX_FORM_BYTES // 1024} KiB", 413)
     form = await request.post()
     # Text fields only: no management form takes a file.
