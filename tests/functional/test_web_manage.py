@@ -269,6 +269,14 @@ def test_logout_ends_the_session_everywhere_also_after_a_restart(
     changed = server.request("PATCH", "/alice", auth=ALICE, json={"password": "new-pw"})
     assert changed.status_code == 200, changed.text
     assert not _signed_in_as(server, second.cookie)
+    # Deleting the user ends their sessions too (a new user of that name gets none).
+    third = Browserish(server)
+    assert third.login("alice", "new-pw").status_code == 303
+    assert _signed_in_as(server, third.cookie)
+    deleted = server.request("DELETE", "/alice", auth=server.root_auth())
+    assert deleted.status_code == 200, deleted.text
+    server.create_user("alice", "new-pw")
+    assert not _signed_in_as(server, third.cookie)
 
 
 def test_forged_expired_and_tampered_cookies_are_refused(server: LockgateServer) -> None:
