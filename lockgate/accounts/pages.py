@@ -1,14 +1,16 @@
-"""Browser pages for users: the server's front page (users and their indexes)."""
+"""Browser pages for users: the server's front page (users and their indexes) and a
+user's page (`/{user}`: that user's indexes)."""
 
 from __future__ import annotations
 
 from aiohttp import web
+from markupsafe import Markup
 
-from lockgate.accounts.services import list_users
+from lockgate.accounts.services import list_users, require_user
 from lockgate.db.session import DATABASE
-from lockgate.indexes.access import readable_indexes
+from lockgate.indexes.access import page_readable_indexes
 from lockgate.indexes.services import user_indexes
-from lockgate.web.templates import render_page
+from lockgate.web.templates import render_fragment, render_page
 
 
 async def root_page(request: web.Request) -> web.Response:
@@ -19,8 +21,21 @@ async def root_page(request: web.Request) -> web.Response:
             (user, await user_indexes(session, user.name)) for user in await list_users(session)
         ]
     everything = [index for _, indexes in listing for index in indexes]
-    shown = {index.path for index in await readable_indexes(request, everything)}
+    shown = {index.path for index in await page_readable_indexes(request, everything)}
     users = [
         (user, [index for index in indexes if index.path in shown]) for user, indexes in listing
     ]
     return await render_page(request, "root.html", users=users)
+
+
+async def user_page(request: web.Request) -> web.Response:
+    """`/{user}` for a browser: the user's indexes the caller may read."""
+    name = request.match_info["user"]
+    async with request.app[DATABASE].read() as session:
+        user = await require_user(session, name)
+        indexes = await user_indexes(session, name)
+    shown = await page_readable_indexes(request, indexes)
+    body = render_fragment("user.html", user=user, indexes=shown)
+    return await render_page(
+        request, "page.html", title=user.name, crumbs=[(user.name, None)], body=Markup(body)
+    )

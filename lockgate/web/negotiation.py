@@ -17,13 +17,20 @@ from lockgate.http.accept import parse_accept
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PYPI_SIMPLE_PREFIX = "application/vnd.pypi.simple."
+# Installers name themselves first in User-Agent (`pip/24.0 {...}`, `uv/0.4.0`,
+# `poetry/2.0.1`); a very old pip asks for plain `text/html` and must still get the
+# simple API, never a page.
+INSTALLER_AGENTS = ("pip/", "uv/", "poetry/")
 
 
 def wants_page(request: web.Request) -> bool:
     """True for a browser: `text/html` or XHTML at q ≥ 0.9, above any JSON, and no PEP 691
-    type (an installer that also accepts text/html is not a browser)."""
+    type (an installer that also accepts text/html is not a browser), and not an installer
+    by its User-Agent."""
     accept = request.headers.get("Accept")
     if not accept:
+        return False
+    if request.headers.get("User-Agent", "").lower().startswith(INSTALLER_AGENTS):
         return False
     html_q = json_q = 0.0
     for media, q in parse_accept(accept):
