@@ -154,6 +154,11 @@ async def _cached_mirror_files(
     return {(row.index_id, row.filename): row for row in rows}
 
 
+def _is_cached(row: MirrorCachedFile | None) -> bool:
+    """The file's bytes are here (a row may hold only its `.metadata`)."""
+    return row is not None and row.sha256 is not None
+
+
 def parse_metadata_file(path: Path) -> dict[str, Any]:
     """A cached METADATA file in the JSON API's shape (for mirrored releases, whose
     metadata is not stored as rows)."""
@@ -229,7 +234,9 @@ async def project_details(
             FileDetails(
                 file=f,
                 tags=file_tags(f.filename),
-                cached=((f.index.id, f.filename) in cached) if f.index.is_mirror else None,
+                cached=_is_cached(cached.get((f.index.id, f.filename)))
+                if f.index.is_mirror
+                else None,
                 downloads=downloads.get((f.index.path, f.filename), 0),
                 results=results.get((f.index.id, f.filename), []),
             )
