@@ -24,7 +24,7 @@ from lockgate.replica import views as replication
 from lockgate.server import status
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
-from lockgate.web.negotiation import page_or
+from lockgate.web.negotiation import page_or, wants_project_page
 from lockgate.web.static import serve_static
 from lockgate.workflow import views as workflow
 
@@ -98,7 +98,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}", packages.delete_project_view)
     # devpi-style index URLs without +simple/ (pip and uv append the project).
     # Browsers get the project page; installers the simple page, as before.
-    project_page = page_or(browse.project_page, simple.devpi_project_redirect)
+    project_page = page_or(browse.project_page, simple.devpi_project_redirect, wants_project_page)
     r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", project_page)
     r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", project_page)
     release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}"
