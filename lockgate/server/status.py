@@ -26,8 +26,8 @@ from lockgate.urls import redact_url
 from lockgate.web.templates import render_page
 
 MAX_ALARMS_SHOWN = 20
-# Counting the blob store walks it: done in a thread, at most once a minute.
-STORAGE_MEMO_SECONDS = 60.0
+# Counting the blob store walks it: done in a thread, at most every ten seconds.
+STORAGE_MEMO_SECONDS = 10.0
 _storage_memo: dict[Path, tuple[float, dict[str, int]]] = {}
 
 

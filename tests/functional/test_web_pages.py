@@ -177,8 +177,6 @@ def test_chromium_walks_index_project_release_and_downloads(
         assert readme.locator("h1").inner_text() == "Foo.Bar"
         assert readme.locator("table").count() == 1
         assert page.locator("figure.chart svg rect.bar").count() == 30
-        if backend == "sqlite":
-            _screenshot(page, "project")
 
         page.get_by_role("link", name="1.1", exact=True).click()
         page.wait_for_url(re.compile(r"/alice/dev/foo-bar/1\.1$"))
@@ -210,6 +208,20 @@ def test_chromium_walks_index_project_release_and_downloads(
         saved = downloads / files["wheel"].name
         info.value.save_as(saved)
         assert hashlib.sha256(saved.read_bytes()).hexdigest() == shown[files["wheel"].name]
+
+        # The browser's download is counted: the chart shows it after the next flush.
+        def chart_caption() -> str:
+            page.goto("/alice/dev/foo-bar")
+            return page.locator("figure.chart figcaption").inner_text()
+
+        wait_until(
+            lambda: chart_caption().startswith("1 download "),
+            "the browser's download on the chart",
+            timeout=FLUSH_WAIT,
+            interval=1.0,
+        )
+        if backend == "sqlite":
+            _screenshot(page, "project")
 
         # The yanked release says so, with its reason.
         page.goto("/alice/dev/foo-bar/2.0")
