@@ -526,3 +526,61 @@ def test_mirror_project_page_shows_what_is_cached(
         assert "mirror" in index and upstream.url in index and "reachable" in index
     finally:
         upstream.close()
+
+
+def test_status_page_and_counts_on_a_replica(
+    make_server: Callable[..., LockgateServer],
+    make_db_url: Callable[[], str | None],
+    tmp_path: Path,
+) -> None:
+    """WEB-6: a replica serves the pages and counts its own downloads (counts are not
+    replicated); /+status shows the replica on the primary and the primary on the replica,
+    each with the lag."""
+    primary = make_server("primary")
+    token = primary.request(
+        "POST",
+        "/root/+tokens",
+        auth=primary.root_auth(),
+        json={"name": "replica", "scopes": ["replicate"]},
+    ).json()["result"]["token"]
+    replica = LockgateServer(
+        tmp_path / "replica", make_db_url(), primary=primary.url, primary_token=token
+    ).start()
+    try:
+        primary.create_user(*ALICE)
+        primary.create_index("alice/dev", ALICE)
+        wheel = make_wheel(tmp_path / "dist", "replicated", "1.0")
+        assert _upload(primary, "alice/dev", wheel, "replicated", "1.0").status_code == 200
+        wait_until(lambda: replica.serial() == primary.serial(), "the replica to catch up", 30)
+        page = replica.get("/alice/dev/replicated/1.0", headers=BROWSER)
+        assert page.status_code == 200 and wheel.name in page.text
+        href = re.search(r'href="(/alice/dev/\+f/[^"]+)" download', page.text)
+        assert href is not None
+        for _ in range(2):
+            assert replica.get(href.group(1)).content == wheel.read_bytes()
+
+        def replica_counts() -> dict[str, int]:
+            answer = replica.get("/alice/dev/pypi/replicated/json")
+            return dict(answer.json()["info"]["downloads"])
+
+        wait_until(
+            lambda: replica_counts()["last_day"] == 2,
+            "the replica's downloads to be flushed",
+            timeout=FLUSH_WAIT,
+            interval=0.5,
+        )
+        answer = primary.get("/alice/dev/pypi/replicated/json").json()
+        assert answer["info"]["downloads"]["last_day"] == 0  # node-local
+
+        def followers() -> list[dict[str, Any]]:
+            return list(primary.get("/+status").json()["followers"])
+
+        wait_until(lambda: bool(followers()), "the primary to see its replica", timeout=30)
+        wait_until(lambda: followers()[0]["lag"] == 0, "the replica's lag to be 0", timeout=30)
+        on_primary = primary.get("/+status", headers=BROWSER).text
+        assert "127.0.0.1" in on_primary and "up to date" in on_primary
+        on_replica = replica.get("/+status", headers=BROWSER).text
+        assert "replica" in on_replica and primary.url in on_replica
+        assert replica.get("/+status").json()["replication"]["primary"] == primary.url
+    finally:
+        replica.stop()
