@@ -26,13 +26,30 @@ from lockgate.urls import redact_url
 from lockgate.web.templates import render_page
 
 MAX_ALARMS_SHOWN = 20
-# Counting the blob store walks it: done in a thread, at most every ten seconds.
-STORAGE_MEMO_SECONDS = 10.0
-_storage_memo: dict[Path, tuple[float, dict[str, int]]] = {}
+# Counting the blob store walks it (a million files take seconds): it runs in a thread in
+# the background, at most once a minute, and /+status shows the last count and its age.
+BLOB_COUNT_SECONDS = 60.0
 
 
-def _storage_use(serverdir: Path, blob_dir: Path) -> dict[str, int]:
-    disk = shutil.disk_usage(serverdir)
+class BlobCount:
+    """The last count of the blob store and when it was made; recounted in the background."""
+
+    def __init__(self) -> None:
+        self.use: dict[str, int] | None = None
+        self.counted_at: float | None = None  # time.time()
+        self._task: asyncio.Task[None] | None = None
+
+    def refresh(self, blob_dir: Path) -> None:
+        stale = self.counted_at is None or time.time() - self.counted_at > BLOB_COUNT_SECONDS
+        if stale and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._count(blob_dir))
+
+    async def _count(self, blob_dir: Path) -> None:
+        self.use = await asyncio.to_thread(_count_blobs, blob_dir)
+        self.counted_at = time.time()
+
+
+def _count_blobs(blob_dir: Path) -> dict[str, int]:
     blobs = size = 0
     for root, _dirs, files in os.walk(blob_dir):
         for name in files:
@@ -41,24 +58,28 @@ def _storage_use(serverdir: Path, blob_dir: Path) -> dict[str, int]:
             except OSError:
                 continue  # removed meanwhile (gc)
             blobs += 1
+    return {"blobs": blobs, "blob_bytes": size}
+
+
+_BLOB_COUNTS: dict[Path, BlobCount] = {}
+
+
+def storage_use(request: web.Request) -> dict[str, Any]:
+    settings = request.app[SETTINGS]
+    disk = shutil.disk_usage(settings.serverdir)  # one statvfs: cheap
+    count = _BLOB_COUNTS.setdefault(settings.serverdir, BlobCount())
+    count.refresh(settings.blob_dir)
     return {
         "disk_total": disk.total,
         "disk_free": disk.free,
         "disk_used": disk.used,
-        "blobs": blobs,
-        "blob_bytes": size,
+        # None until the first count is done
+        "blobs": count.use["blobs"] if count.use else None,
+        "blob_bytes": count.use["blob_bytes"] if count.use else None,
+        "blobs_counted_seconds_ago": (
+            round(time.time() - count.counted_at, 1) if count.counted_at is not None else None
+        ),
     }
-
-
-async def storage_use(request: web.Request) -> dict[str, int]:
-    settings = request.app[SETTINGS]
-    now = time.monotonic()
-    memo = _storage_memo.get(settings.serverdir)
-    if memo is None or now - memo[0] > STORAGE_MEMO_SECONDS:
-        use = await asyncio.to_thread(_storage_use, settings.serverdir, settings.blob_dir)
-        memo = (now, use)
-        _storage_memo[settings.serverdir] = memo
-    return memo[1]
 
 
 async def gather_status(request: web.Request) -> dict[str, Any]:
@@ -95,7 +116,7 @@ async def gather_status(request: web.Request) -> dict[str, Any]:
             for one in (seen.recent() if seen is not None else [])
         ],
         "hooks": hooks,
-        "storage": await storage_use(request),
+        "storage": storage_use(request),
         "version": __version__,
         "server_id": state.server_id,
         "serial": state.serial,
