@@ -9,7 +9,7 @@ from markupsafe import Markup
 from lockgate.accounts.services import list_users, require_user
 from lockgate.db.session import DATABASE
 from lockgate.indexes.access import page_readable_indexes
-from lockgate.indexes.services import user_indexes
+from lockgate.indexes.services import IndexView, all_indexes, user_indexes
 from lockgate.web.templates import render_fragment, render_page
 
 
@@ -17,15 +17,14 @@ async def root_page(request: web.Request) -> web.Response:
     """`/` for a browser: every user with the indexes the caller may read."""
     db = request.app[DATABASE]
     async with db.read() as session:
-        listing = [
-            (user, await user_indexes(session, user.name)) for user in await list_users(session)
-        ]
-    everything = [index for _, indexes in listing for index in indexes]
-    shown = {index.path for index in await page_readable_indexes(request, everything)}
-    users = [
-        (user, [index for index in indexes if index.path in shown]) for user, indexes in listing
-    ]
-    return await render_page(request, "root.html", users=users)
+        users = await list_users(session)
+        everything = await all_indexes(session)  # one query, not one per user
+    shown = await page_readable_indexes(request, everything)
+    by_user: dict[str, list[IndexView]] = {}
+    for index in shown:
+        by_user.setdefault(index.user, []).append(index)
+    listing = [(user, by_user.get(user.name, [])) for user in users]
+    return await render_page(request, "root.html", users=listing)
 
 
 async def user_page(request: web.Request) -> web.Response:
