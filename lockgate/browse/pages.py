@@ -22,7 +22,7 @@ from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
 from lockgate.downloads.services import DOWNLOADS
 from lockgate.errors import BadRequest, NotFound
-from lockgate.http.pagecache import PAGES, CachedPage
+from lockgate.http.pagecache import FILES, PAGES, CachedPage
 from lockgate.indexes.access import require_page_read
 from lockgate.indexes.services import IndexView, require_index, resolve_chain
 from lockgate.mirror.services import MIRROR
@@ -76,11 +76,16 @@ async def index_page(request: web.Request) -> web.Response:
         raise BadRequest(f"the filter is limited to {MAX_FILTER_CHARS} characters")
     page = _page_number(request)
     db, pages = request.app[DATABASE], request.app[PAGES]
-    async with db.read() as session:
-        index = await require_index(session, user, name)
+    serial = db.serial
+    # The index itself, remembered for the serial: a cached page costs no query.
+    memo_key = ("page:index-view", user, name)
+    index: IndexView | None = request.app[FILES].get(memo_key, serial)
+    if index is None:
+        async with db.read() as session:
+            index = await require_index(session, user, name)
+        request.app[FILES].put(memo_key, serial, index)
     upstream_error = request.app[MIRROR].upstream.last_failure(index) if index.is_mirror else None
     key = ("page:index", user, name, query, str(page), upstream_error or "")
-    serial = db.serial
     cached = pages.get(key, serial)
     if cached is None:
         async with db.read() as session:
