@@ -40,6 +40,7 @@ def load_all_models() -> MetaData:
     from lockgate.accounts import models as _accounts  # noqa: F401
     from lockgate.changelog import models as _changelog  # noqa: F401
     from lockgate.db import models as _db  # noqa: F401
+    from lockgate.downloads import models as _downloads  # noqa: F401
     from lockgate.hooks import models as _hooks  # noqa: F401
     from lockgate.indexes import models as _indexes  # noqa: F401
     from lockgate.mirror import models as _mirror  # noqa: F401

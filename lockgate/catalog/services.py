@@ -245,7 +245,16 @@ async def project_names(session: AsyncSession, chain: list[IndexView]) -> list[t
     """(normalized, display) names of every project visible from the chain:
     stage projects, and the pages its mirrors have cached (but not those in a
     reserved namespace, unless chain[0] lists them in its `mirror_whitelist`)."""
+    return [(name, display) for name, display, _ in await project_origins(session, chain)]
+
+
+async def project_origins(
+    session: AsyncSession, chain: list[IndexView]
+) -> list[tuple[str, str, str]]:
+    """`project_names`, each with the path of the nearest index in the chain holding it
+    (where a browser page says an inherited project comes from)."""
     order = {index.id: position for position, index in enumerate(chain)}
+    paths = {index.id: index.path for index in chain}
     mirror_ids = {index.id for index in chain if index.is_mirror}
     reserved = await reserved_names(session)
     rows = list(
@@ -264,7 +273,7 @@ async def project_names(session: AsyncSession, chain: list[IndexView]) -> list[t
             )
         )
     ).all()
-    names: dict[str, tuple[int, str]] = {}
+    names: dict[str, tuple[int, str, int]] = {}
     for name, display, index_id in rows:
         if (
             index_id in mirror_ids
@@ -274,5 +283,7 @@ async def project_names(session: AsyncSession, chain: list[IndexView]) -> list[t
             continue  # not served from the mirror here (a stage holding it lists it itself)
         rank = order[index_id]
         if name not in names or rank < names[name][0]:
-            names[name] = (rank, display)
-    return sorted((name, display) for name, (_, display) in names.items())
+            names[name] = (rank, display, index_id)
+    return sorted(
+        (name, display, paths[index_id]) for name, (_, display, index_id) in names.items()
+    )

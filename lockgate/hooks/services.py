@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.changelog.codec import Actor
@@ -16,7 +16,7 @@ from lockgate.egress import EgressPolicy, EgressRefused
 from lockgate.errors import BadRequest, NotFound
 from lockgate.hooks.config import HookConfig, parse_hook
 from lockgate.hooks.entries import HookDelete, HookPut
-from lockgate.hooks.models import Hook
+from lockgate.hooks.models import Hook, HookDelivered, HookOutbox
 from lockgate.hooks.outbox import Delivery, deliveries, resend
 from lockgate.indexes.services import IndexView, require_index
 from lockgate.names import check_name
@@ -134,3 +134,24 @@ async def save_hook(
     async with db.write() as session:
         saved = await put_hook(session, user, name, hook, config, actor)
     return saved, current is None
+
+
+async def delivery_backlog(session: AsyncSession) -> dict[str, int]:
+    """Deliveries this node owes (pending, not yet made by any node) and those that
+    failed for good: what /+status shows."""
+    pending = (
+        await session.execute(
+            select(func.count())
+            .select_from(HookOutbox)
+            .outerjoin(HookDelivered, HookDelivered.delivery_id == HookOutbox.id)
+            .where(
+                HookOutbox.status.in_(("pending", "resend")), HookDelivered.delivery_id.is_(None)
+            )
+        )
+    ).scalar_one()
+    failed = (
+        await session.execute(
+            select(func.count()).select_from(HookOutbox).where(HookOutbox.status == "failed")
+        )
+    ).scalar_one()
+    return {"pending": int(pending), "failed": int(failed)}

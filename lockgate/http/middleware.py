@@ -25,6 +25,13 @@ from lockgate.http.basic_auth import REALM
 log = structlog.get_logger("lockgate.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A page for a browser's error (status, message, extra headers), or None for a JSON or
+# plain-text answer. Registered by the wiring (the web layer renders it), so this
+# plumbing knows nothing of templates.
+ErrorPageRenderer = Callable[
+    [web.Request, int, str, dict[str, str]], Awaitable[web.StreamResponse | None]
+]
+ERROR_PAGES: web.AppKey[ErrorPageRenderer] = web.AppKey("error_pages")
 
 
 def _reason(message: str) -> str:
@@ -58,6 +65,25 @@ def error_response(
     )
 
 
+async def _error(
+    request: web.Request, status: int, message: str, extra: dict[str, str] | None = None
+) -> web.StreamResponse:
+    """A browser's error page where one is registered, else `error_response`."""
+    renderer = request.app.get(ERROR_PAGES)
+    if renderer is not None:
+        headers = dict(extra or {})
+        if status == 401:
+            headers["WWW-Authenticate"] = REALM
+        try:
+            page = await renderer(request, status, message, headers)
+        except Exception:  # noqa: BLE001 - a broken error page must not hide the error
+            log.warning("could not render an error page", status=status, exc_info=True)
+            page = None
+        if page is not None:
+            return page
+    return error_response(request, status, message, extra)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -65,10 +91,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except LockgateError as exc:
         if isinstance(exc, Unauthorized):
             structlog.contextvars.bind_contextvars(auth_failed=True)
-        return error_response(request, exc.status, exc.message, exc.headers)
+        return await _error(request, exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.text and exc.content_type == "text/plain":
-            response = error_response(request, exc.status, exc.text.strip())
+            response = await _error(request, exc.status, exc.text.strip())
             if "Allow" in exc.headers:  # a 405 must say what is allowed
                 response.headers["Allow"] = exc.headers["Allow"]
             return response

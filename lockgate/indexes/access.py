@@ -8,9 +8,11 @@ served without touching the database; a private index costs one authentication
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
-from lockgate.accounts.auth import LOGIN_REQUIRED, Principal, authenticate
+from lockgate.accounts.auth import LOGIN_REQUIRED, Principal, authenticate, page_principal
 from lockgate.accounts.services import ROOT_USER
 from lockgate.db.session import DATABASE
 from lockgate.errors import Forbidden, NotFound, Unauthorized
@@ -64,3 +66,37 @@ async def require_read(request: web.Request, user: str, name: str) -> Principal 
         raise Forbidden(f"user {principal.user!r} may not read index {path}")
     principal.require("read", path)
     return principal
+
+
+# --- browser pages ------------------------------------------------------------------
+
+
+def login_redirect(request: web.Request) -> web.HTTPSeeOther:
+    """Where an anonymous browser goes for a private index's page: the login page,
+    coming back here afterwards."""
+    return web.HTTPSeeOther(f"/+login?next={quote(request.path_qs, safe='/')}")
+
+
+async def require_page_read(request: web.Request, user: str, name: str) -> Principal | None:
+    """`require_read` for a browser page (docs/reliability.md WEB-4): an anonymous
+    browser is sent to the login page (303), a signed-in user who may not read gets 403;
+    404 when there is no such index."""
+    readers = await readers_of(request, user, name)
+    if readers.anonymous:
+        return None
+    principal = await page_principal(request)
+    path = f"{user}/{name}"
+    if principal is None:
+        raise login_redirect(request)
+    if not may_read(principal, path, readers):
+        raise Forbidden(f"user {principal.user!r} may not read index {path}")
+    return principal
+
+
+async def page_readable_indexes(request: web.Request, indexes: list[IndexView]) -> list[IndexView]:
+    """The indexes a browser page may list for its caller (`readable_indexes`, with the
+    caller as pages know it)."""
+    if all(index.readers.anonymous for index in indexes):
+        return indexes
+    principal = await page_principal(request)
+    return [index for index in indexes if may_read(principal, index.path, index.readers)]

@@ -190,6 +190,12 @@ async def user_indexes(session: AsyncSession, user: str) -> list[IndexView]:
     return [IndexView.from_row(row) for row in rows]
 
 
+async def all_indexes(session: AsyncSession) -> list[IndexView]:
+    """Every index, by user and name (one query, for listings)."""
+    rows = (await session.execute(select(Index).order_by(Index.user_name, Index.name))).scalars()
+    return [IndexView.from_row(row) for row in rows]
+
+
 async def mirror_indexes(session: AsyncSession) -> list[IndexView]:
     rows = (await session.execute(select(Index).where(Index.type == "mirror"))).scalars()
     return [IndexView.from_row(row) for row in rows]

@@ -13,6 +13,7 @@ from lockgate.catalog.lookup import lookup_project
 from lockgate.catalog.services import ProjectView, VisibleFile
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE, Database
+from lockgate.downloads.services import daily_downloads, summary
 from lockgate.indexes.access import require_read
 from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
@@ -117,7 +118,12 @@ def _file_json(f: VisibleFile, base: str, workflow: Workflow | None = None) -> d
 
 
 def _info(
-    view: ProjectView, version: str, base: str, index_path: str, workflow: Workflow
+    view: ProjectView,
+    version: str,
+    base: str,
+    index_path: str,
+    workflow: Workflow,
+    downloads: dict[str, int],
 ) -> dict[str, Any]:
     files = [f for f in view.files if f.version == version]
     metadata: dict[str, Any] = files[0].metadata if files else {}
@@ -150,7 +156,8 @@ def _info(
             "release_url": f"{project_url}{version}/",
             "docs_url": None,
             "bugtrack_url": None,
-            "downloads": {"last_day": -1, "last_week": -1, "last_month": -1},
+            # this node's counts of the project's files (today, 7 and 30 days, UTC)
+            "downloads": downloads,
             "yanked": any(f.yanked for f in files),
             "yanked_reason": next((f.yanked_reason for f in files if f.yanked), None),
             # lockgate: where a pushed release came from, when and by whom (or null)
@@ -193,8 +200,11 @@ async def project_json(request: web.Request) -> web.Response:
         selected = matches[0]
     shown = view.files if version is None else [f for f in view.files if f.version == selected]
     workflow = await _workflow(db, shown)
+    holders = sorted({f.index.path for f in view.files} | {index.path})
+    async with db.read() as session:
+        downloads = summary(await daily_downloads(session, holders, view.name))
     body: dict[str, Any] = {
-        "info": _info(view, selected, base, index.path, workflow),
+        "info": _info(view, selected, base, index.path, workflow, downloads),
         "last_serial": serial,
         "urls": [_file_json(f, base, workflow) for f in view.files if f.version == selected],
         "vulnerabilities": [],

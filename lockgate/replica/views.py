@@ -3,6 +3,9 @@ long-polled) and `/+blobs/{sha256}` (one stored file), for root only."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 from aiohttp import web
 
 from lockgate.accounts.auth import require_login
@@ -16,6 +19,37 @@ from lockgate.storage.blobs import SHA256_RE
 
 MAX_WAIT_SECONDS = 60.0
 MAX_ENTRIES = 1000
+# Followers not heard from for this long are no longer shown on /+status.
+FOLLOWER_FORGET_SECONDS = 24 * 3600.0
+
+
+@dataclass
+class SeenFollower:
+    """A replica as the primary sees it: where it asked from and how far it had got."""
+
+    address: str
+    agent: str
+    since: int  # the serial it had applied when it last asked
+    last_seen: float  # time.time()
+
+
+class FollowersSeen:
+    """The replicas that read this node's changelog lately (in memory, per process)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], SeenFollower] = {}
+
+    def note(self, address: str, agent: str, since: int) -> None:
+        self._seen[(address, agent)] = SeenFollower(address, agent, since, time.time())
+
+    def recent(self) -> list[SeenFollower]:
+        cutoff = time.time() - FOLLOWER_FORGET_SECONDS
+        for key in [key for key, seen in self._seen.items() if seen.last_seen < cutoff]:
+            del self._seen[key]
+        return sorted(self._seen.values(), key=lambda seen: seen.address)
+
+
+FOLLOWERS_SEEN = web.AppKey("followers_seen", FollowersSeen)
 
 
 def _number_param(request: web.Request, name: str, default: float) -> float:
@@ -45,6 +79,9 @@ async def changelog(request: web.Request) -> web.StreamResponse:
     await _require_root(request, "the changelog")
     since = int(_number_param(request, "since", 0))
     wait = min(_number_param(request, "wait", 0), MAX_WAIT_SECONDS)
+    seen = request.app.get(FOLLOWERS_SEEN)
+    if seen is not None:
+        seen.note(request.remote or "", request.headers.get("User-Agent", "")[:100], since)
     # Only a caller exactly up to date waits; one ahead of us (a replica of a
     # server restored from an older backup) gets an answer at once.
     if db.serial == since and wait > 0:

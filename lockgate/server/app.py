@@ -17,9 +17,11 @@ from lockgate.changelog.registry import REGISTRY
 from lockgate.config import SETTINGS, Settings
 from lockgate.db.session import DATABASE, Database
 from lockgate.domains import build_registry
+from lockgate.downloads.services import DOWNLOADS, DownloadCounter
 from lockgate.egress import EGRESS, EgressPolicy
 from lockgate.hooks.sender import HOOKS, HookSender
 from lockgate.http.middleware import (
+    ERROR_PAGES,
     error_middleware,
     logging_middleware,
     min_serial_middleware,
@@ -30,8 +32,10 @@ from lockgate.mirror.services import MIRROR, MirrorService
 from lockgate.mirror.upstream import UpstreamClient
 from lockgate.replica.client import PRIMARY, PrimaryClient
 from lockgate.replica.follower import FOLLOWER, Follower
+from lockgate.replica.views import FOLLOWERS_SEEN, FollowersSeen
 from lockgate.server.routes import setup_routes
 from lockgate.storage.blobs import BLOBS, BlobStore
+from lockgate.web.errors import error_page
 
 log = structlog.get_logger("lockgate.server")
 
@@ -82,6 +86,18 @@ async def _serial_watch_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async with _in_background(watch()):
         yield
+
+
+async def _downloads_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Download counts: kept in memory, flushed in batches and once more at shutdown."""
+    counter = DownloadCounter(app[DATABASE])
+    app[DOWNLOADS] = counter
+    async with _in_background(counter.run()):
+        yield
+    try:
+        await counter.flush()
+    except Exception:  # noqa: BLE001 - shutting down: log, and lose this one batch
+        log.warning("could not write the last download counts", exc_info=True)
 
 
 async def _replica_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -142,9 +158,12 @@ def create_app(settings: Settings) -> web.Application:
     app[SESSIONS] = SessionKeys(ensure_session_key(settings.serverdir))
     app[PAGES] = PageCache()
     app[FILES] = SerialMemo()
+    app[ERROR_PAGES] = error_page
+    app[FOLLOWERS_SEEN] = FollowersSeen()
     app.on_shutdown.append(_wake_long_polls)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_serial_watch_ctx)
+    app.cleanup_ctx.append(_downloads_ctx)
     if settings.is_replica:
         app.cleanup_ctx.append(_replica_ctx)
     app.cleanup_ctx.append(_mirror_ctx)

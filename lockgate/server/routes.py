@@ -13,6 +13,8 @@ from lockgate.accounts import manage as account_forms
 from lockgate.accounts import pages as account_pages
 from lockgate.accounts import views as accounts
 from lockgate.accounts.forms import form_view
+from lockgate.browse import pages as browse
+from lockgate.downloads.views import counted
 from lockgate.errors import NotFound
 from lockgate.hooks import forms as hook_forms
 from lockgate.hooks import views as hooks
@@ -27,7 +29,7 @@ from lockgate.replica import views as replication
 from lockgate.server import status
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
-from lockgate.web.negotiation import page_or
+from lockgate.web.negotiation import page_or, wants_project_page
 from lockgate.web.static import serve_static
 from lockgate.workflow import forms as release_forms
 from lockgate.workflow import views as workflow
@@ -54,7 +56,7 @@ def setup_routes(app: web.Application) -> None:
     # Browsers get pages, devpi-client and scripts JSON, on the same URLs (lockgate/web).
     r.add_get("/", page_or(account_pages.root_page, accounts.root_listing), name="root")
     r.add_get("/+static/{name:[^/]+}", serve_static, name="static")
-    r.add_get("/+status", status.status, name="status")
+    r.add_get("/+status", page_or(status.status_page, status.status), name="status")
     r.add_get("/+changelog", replication.changelog, name="changelog")
     r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
 
@@ -115,7 +117,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"{hook}/deliveries/{{delivery:[0-9a-f-]{{36}}}}", hooks.resend_view)
 
     file_path = f"/{U}/{I}/+f/{{hash:{HASH}}}/{{filename:{FILENAME}}}"
-    r.add_get(file_path, packages.serve_file, name="file")
+    r.add_get(file_path, counted(packages.serve_file), name="file")
     r.add_delete(file_path, packages.delete_file_view)
     r.add_post(file_path, workflow.post_result_view)  # test results (CI, devpi test)
     r.add_get(f"/{U}/{I}/+testlog/{{sha256:[0-9a-fA-F]{{64}}}}", workflow.serve_log)
@@ -128,9 +130,12 @@ def setup_routes(app: web.Application) -> None:
 
     r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}", packages.delete_project_view)
     # devpi-style index URLs without +simple/ (pip and uv append the project).
-    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", simple.devpi_project_redirect)
-    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", simple.devpi_project_redirect)
+    # Browsers get the project page; installers the simple page, as before.
+    project_page = page_or(browse.project_page, simple.devpi_project_redirect, wants_project_page)
+    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", project_page)
+    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", project_page)
     release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}"
+    r.add_get(release, page_or(browse.version_page, browse.release_for_clients))
     r.add_delete(release, packages.delete_release_view)
     r.add_patch(release, packages.patch_release)
 
@@ -139,13 +144,14 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"/{U}/{I}/", upload_or_push, name="upload")
     r.add_post(f"/{U}/{I}", upload_or_push)
 
-    r.add_get(f"/{U}/{I}", indexes.get_index_view, name="index")
-    r.add_get(f"/{U}/{I}/", indexes.get_index_view)
+    index_page = page_or(browse.index_page, indexes.get_index_view)
+    r.add_get(f"/{U}/{I}", index_page, name="index")
+    r.add_get(f"/{U}/{I}/", index_page)
     r.add_put(f"/{U}/{I}", indexes.put_index)
     r.add_patch(f"/{U}/{I}", indexes.patch_index)
     r.add_delete(f"/{U}/{I}", indexes.delete_index_view)
 
-    r.add_get(f"/{U}", accounts.get_user_view, name="user")
+    r.add_get(f"/{U}", page_or(account_pages.user_page, accounts.get_user_view), name="user")
     r.add_put(f"/{U}", accounts.put_user)
     r.add_patch(f"/{U}", accounts.patch_user)
     r.add_delete(f"/{U}", accounts.delete_user_view)

@@ -17,6 +17,9 @@ from lockgate.http.accept import parse_accept
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PYPI_SIMPLE_PREFIX = "application/vnd.pypi.simple."
+# Installers name themselves first in User-Agent (`pip/24.0 {...}`, `uv/0.4.0`,
+# `poetry/2.0.1`).
+INSTALLER_AGENTS = ("pip/", "uv/", "poetry/")
 
 
 def wants_page(request: web.Request) -> bool:
@@ -36,12 +39,26 @@ def wants_page(request: web.Request) -> bool:
     return html_q >= 0.9 and html_q > json_q
 
 
-def page_or(page: Handler, other: Handler) -> Handler:
+def wants_project_page(request: web.Request) -> bool:
+    """`wants_page` for `/{user}/{index}/{project}/`, where installers come too (devpi's
+    index URLs have no `+simple/`): never an installer by its User-Agent, and never a
+    bare `text/html`, which pip before 22.2 sends (devpi redirects it too)."""
+    if not wants_page(request):
+        return False
+    if request.headers.get("User-Agent", "").lower().startswith(INSTALLER_AGENTS):
+        return False
+    return [media for media, _ in parse_accept(request.headers["Accept"])] != ["text/html"]
+
+
+def page_or(
+    page: Handler, other: Handler, wants: Callable[[web.Request], bool] = wants_page
+) -> Handler:
     """One handler for a URL that browsers and clients share: `page` for a browser,
-    `other` (devpi JSON, an installer redirect) for everyone else."""
+    `other` (devpi JSON, an installer redirect) for everyone else (`wants` tells them
+    apart)."""
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
-        if wants_page(request):
+        if wants(request):
             return await page(request)
         return await other(request)
 

@@ -64,3 +64,9 @@ async def render_page(
         charset="utf-8",
         headers=PAGE_HEADERS,
     )
+
+
+def render_fragment(template: str, **context: Any) -> str:
+    """A template rendered without the per-request context: the part of a page that is
+    the same for every caller, which pages cache per serial and wrap with `page.html`."""
+    return ENVIRONMENT.get_template(template).render(**context)

@@ -207,7 +207,10 @@ def test_t47_project_route(world: World) -> None:
     assert info["yanked"] is False and info["yanked_reason"] is None
     assert info["summary"] == "test package"
     assert info["requires_python"] == ">=3.8,<4"
-    assert info["downloads"] == {"last_day": -1, "last_week": -1, "last_month": -1}
+    # Download counts of this server (docs/reliability.md WEB-6); other tests download.
+    downloads = info["downloads"]
+    assert set(downloads) == {"last_day", "last_week", "last_month"}
+    assert 0 <= downloads["last_day"] <= downloads["last_week"] <= downloads["last_month"]
     assert info["bugtrack_url"] is None
 
     releases = data["releases"]

@@ -167,7 +167,7 @@ def test_browser_walk_login_token_index_upload_yank_logout(
         page.get_by_role("button", name="Yank").click()
         page.wait_for_url("**/+manage?done=yanked")
         assert page.get_by_role("status").inner_text().startswith("The release was yanked")
-        _screenshot(page, "release")
+        _screenshot(page, "release-manage")
         assert _yanked(server, "alice/dev", "web-demo") == ["broken on Windows"]
         entry = server.get("/alice/dev/pypi/web-demo/json").json()
         assert entry["urls"][0]["yanked"] is True
@@ -204,8 +204,9 @@ def test_a_session_cookie_is_not_readable_by_page_scripts_and_pages_carry_no_scr
         # management page (and its form token) nor send a form, even with the right token.
         token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
         # Our pages' CSP forbids a script any request (connect-src falls to 'none'); a
-        # document of this origin without that CSP (here /+status) stands for the worst.
-        page.goto("/+status")
+        # document of this origin without that CSP (here the stylesheet, which carries no
+        # CSP) stands for the worst.
+        page.goto("/+static/style.css")
         answers = page.evaluate(
             """async (token) => {
                 const read = await fetch('/alice/+manage');
@@ -709,3 +710,29 @@ def test_hook_forms_add_list_deliveries_and_remove(
         assert server.request("GET", "/alice/dev/+hooks", auth=ALICE).json()["result"] == []
     finally:
         receiver.stop()
+
+
+def test_read_pages_link_to_the_management_pages_for_their_owner(
+    server: LockgateServer, clients: Any, tmp_path: Path
+) -> None:
+    """The user, index and release pages (browse) show links to the forms to whoever may
+    use them, and only to them; the cached page body stays the same for everyone."""
+    server.create_user(*ALICE)
+    server.create_user(*BOB)
+    server.create_index("alice/dev", ALICE)
+    wheel = make_wheel(tmp_path, "linked", "1.0")
+    assert clients.twine_upload(f"{server.url}/alice/dev/", [wheel], *ALICE).returncode == 0
+    alice, bob, anonymous = Browserish(server), Browserish(server), Browserish(server)
+    alice.login(*ALICE)
+    bob.login(*BOB)
+    links = {
+        "/alice": 'href="/alice/+manage"',
+        "/alice/dev": 'href="/alice/dev/+manage"',
+        "/alice/dev/linked/1.0": 'href="/alice/dev/linked/1.0/+manage"',
+    }
+    for path, link in links.items():
+        assert link in alice.get(path).text, path
+        assert link not in anonymous.get(path).text, path
+        shown_to_bob = link in bob.get(path).text
+        # Anyone signed in may open a release's page (it says who may act); not the others.
+        assert shown_to_bob == path.endswith("/1.0"), path

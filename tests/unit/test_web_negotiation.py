@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from lockgate.web.negotiation import wants_page
+from lockgate.web.negotiation import wants_page, wants_project_page
 
 # Accept headers as the clients send them.
 CHROMIUM = (
@@ -47,3 +47,23 @@ def test_plain_text_html_is_a_page() -> None:
     # Without PEP 691 types, `text/html` alone reads as a browser; the project route
     # (installer redirects) decides separately which old installers it still redirects.
     assert wants_page(make_mocked_request("GET", "/", headers={"Accept": OLD_PIP}))
+
+
+@pytest.mark.parametrize(
+    ("accept", "agent", "page"),
+    [
+        (CHROMIUM, "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0", True),
+        (FIREFOX, None, True),
+        (OLD_PIP, None, False),
+        (OLD_PIP, "pip/9.0.3 {}", False),
+        (FIREFOX, "pip/9.0.3 {}", False),
+        (CHROMIUM, "uv/0.5.1", False),
+        (FIREFOX, "poetry/2.0.1 (python 3.11)", False),
+        (PIP, "pip/24.0", False),
+    ],
+)
+def test_who_gets_a_project_page(accept: str, agent: str | None, page: bool) -> None:
+    """docs/reliability.md WEB-5: installers keep the redirect to the simple page."""
+    headers = {"Accept": accept, **({"User-Agent": agent} if agent else {})}
+    request = make_mocked_request("GET", "/alice/dev/foo/", headers=headers)
+    assert wants_project_page(request) is page
