@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lockgate import migrations
 from lockgate.accounts.services import ROOT_USER, create_user, prepare_new_user
 from lockgate.changelog.codec import GENESIS_HASH, SYSTEM
 from lockgate.config import CONFIG_FILENAME, Settings
@@ -133,6 +132,8 @@ def init_serverdir(
         path.mkdir(parents=True, exist_ok=True)
         settings.blob_dir.mkdir(exist_ok=True)
         settings.tmp_dir.mkdir(exist_ok=True)
+        from lockgate import migrations
+
         migrations.upgrade(settings.db_url)
         asyncio.run(_bootstrap(settings, password, upstream or PYPI_SIMPLE_URL))
         _write_config(path, settings.db_url if db_url_given else None, upstream_allow)
@@ -190,6 +191,8 @@ def init_replica(settings: Settings, *, db_url_given: bool) -> None:
         path.mkdir(parents=True, exist_ok=True)
         settings.blob_dir.mkdir(exist_ok=True)
         settings.tmp_dir.mkdir(exist_ok=True)
+        from lockgate import migrations
+
         migrations.upgrade(settings.db_url)
         asyncio.run(_bootstrap_replica(settings))
         _write_config(
@@ -242,6 +245,8 @@ def check_serveable(settings: Settings) -> None:
             f"{path} is not a lockgate server directory (no {CONFIG_FILENAME}); "
             "run `lockgate init --serverdir DIR` or point --serverdir at an existing one"
         )
+    from lockgate import migrations
+
     try:
         current = migrations.current_revision(settings.db_url)
     except Exception as exc:  # noqa: BLE001 - any driver error means "cannot open"

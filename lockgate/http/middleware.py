@@ -24,6 +24,9 @@ from lockgate.http.basic_auth import REALM
 
 log = structlog.get_logger("lockgate.http")
 
+#: This worker's name (its pid by default), sent as X-Lockgate-Worker on every answer.
+WORKER = web.AppKey("worker", str)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -97,6 +100,7 @@ async def logging_middleware(request: web.Request, handler: Handler) -> web.Stre
             # Every answer says how far this node's state goes: a replica waits
             # for it after asking its primary, a client can ask a replica for it.
             response.headers["X-Lockgate-Serial"] = str(request.app[DATABASE].serial)
+            response.headers["X-Lockgate-Worker"] = request.app[WORKER]
         return response
     except web.HTTPException as exc:
         status = exc.status
