@@ -395,4 +395,3 @@ def promote(serverdir: Path | None) -> None:
         f"{path} no longer follows {primary}; start it with `lockgate serve` to take writes "
         "(and point clients and other replicas at it)"
     )
-

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -135,6 +135,11 @@ async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
     await upstream.close()
 
 
+async def _announce(app: web.Application) -> None:
+    # Which worker runs the once-per-server loops (tests and operators read this).
+    log.info("worker started", worker=app[WORKER], leader=app[LEADER])
+
+
 def create_app(settings: Settings, *, leader: bool = True, worker: str = "") -> web.Application:
     """`leader`: this worker runs the once-per-server loops (see server/workers.py);
     `worker`: its name in the X-Lockgate-Worker header (default: the pid)."""
@@ -156,6 +161,7 @@ def create_app(settings: Settings, *, leader: bool = True, worker: str = "") -> 
     app[CREDENTIALS] = CredentialCache()
     app[PAGES] = PageCache()
     app[FILES] = SerialMemo()
+    app.on_startup.append(_announce)
     app.on_shutdown.append(_wake_long_polls)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_serial_watch_ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from lockgate import __version__
+from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
 from lockgate.db.state import require_state
 from lockgate.indexes.services import mirror_indexes
@@ -34,7 +35,8 @@ async def status(request: web.Request) -> web.Response:
                 }
                 for index in mirrors
             },
-            "role": "replica" if follower is not None else "primary",
+            "role": "replica" if request.app[SETTINGS].is_replica else "primary",
+            # Only the leader worker follows; another worker of a replica says null here.
             "replication": follower.status() if follower is not None else None,
             "version": __version__,
             "server_id": state.server_id,

@@ -195,19 +195,19 @@ class Supervisor:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 pid, status = 0, 0
-                if all(slot.pid is None for slot in self.slots) and (
+                if all(s.pid is None for s in self.slots) and (
                     self.stopping or failure is not None
                 ):
                     break
             if pid:
                 self._read_ready()  # a worker may have become ready just before it died
-                slot = next((s for s in self.slots if s.pid == pid), None)
-                if slot is not None:
-                    slot.pid = None
+                died = next((s for s in self.slots if s.pid == pid), None)
+                if died is not None:
+                    died.pid = None
                     code = os.waitstatus_to_exitcode(status)
-                    slot.exits.append(code)
+                    died.exits.append(code)
                     if not self.stopping:
-                        failure = self._handle_exit(slot, pid, code)
+                        failure = self._handle_exit(died, pid, code)
                         if failure is not None:
                             self.stopping = True
                             self._forward(signal.SIGTERM)
