@@ -19,13 +19,7 @@ from lockgate.db.session import DATABASE, Database
 from lockgate.domains import build_registry
 from lockgate.egress import EGRESS, EgressPolicy
 from lockgate.hooks.sender import HOOKS, HookSender
-from lockgate.http.middleware import (
-    WORKER,
-    error_middleware,
-    logging_middleware,
-    min_serial_middleware,
-    read_only_middleware,
-)
+from lockgate.http.middleware import WORKER, request_middleware
 from lockgate.http.pagecache import FILES, PAGES, PageCache, SerialMemo
 from lockgate.mirror.services import MIRROR, MirrorService
 from lockgate.mirror.upstream import UpstreamClient
@@ -143,9 +137,7 @@ async def _announce(app: web.Application) -> None:
 def create_app(settings: Settings, *, leader: bool = True, worker: str = "") -> web.Application:
     """`leader`: this worker runs the once-per-server loops (see server/workers.py);
     `worker`: its name in the X-Lockgate-Worker header (default: the pid)."""
-    middlewares: list[Middleware] = [logging_middleware, error_middleware, min_serial_middleware]
-    if settings.is_replica:
-        middlewares.append(read_only_middleware)
+    middlewares: list[Middleware] = [request_middleware(read_only=settings.is_replica)]
     app = web.Application(
         middlewares=middlewares,
         client_max_size=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES,
