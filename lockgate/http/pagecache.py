@@ -32,7 +32,7 @@ def strong_etag(body: bytes) -> str:
 # Bounded by count and by bytes (least recently used first out): a worker's memory
 # must not grow with the number of projects asked for (bench/ measures RSS).
 PAGE_LIMIT = 4096
-PAGE_BYTES_LIMIT = 24 * 1024 * 1024
+PAGE_BYTES_LIMIT = 16 * 1024 * 1024
 
 
 class PageCache:

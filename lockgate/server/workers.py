@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import os
 import signal
 import socket
@@ -186,6 +187,10 @@ class Supervisor:
         workers cannot start."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        # Everything imported so far is shared with the workers copy-on-write; frozen,
+        # the workers' garbage collector never writes to (and so never copies) it.
+        gc.collect()
+        gc.freeze()
         for slot in self.slots:
             self._spawn(slot)
         failure: str | None = None
