@@ -127,6 +127,7 @@ def init(
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
 @click.option(
     "--workers",
+    envvar="LOCKGATE_WORKERS",
     type=click.IntRange(min=1, max=256),
     default=None,
     help="Processes serving the port (default: the number of cores; 1 runs no supervisor).",
