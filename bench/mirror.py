@@ -409,6 +409,18 @@ class Proxpi(MirrorServer):
         shutil.rmtree(self.cache, ignore_errors=True)
 
 
+def tree_pss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
 # --- clients ------------------------------------------------------------------------------
 
 
@@ -762,8 +774,10 @@ def main(argv: list[str] | None = None) -> int:
             results["rss"][server.label] = {
                 "mib_total": round(B.tree_rss_mib(server.pid), 1),
                 "processes": len(processes),
-                # The supervisor of lockgate-w2 counts as a process too (it is small).
+                # The supervisor of lockgate-w2 counts as a process too.
                 "mib_per_process": round(B.tree_rss_mib(server.pid) / len(processes), 1),
+                # PSS shares pages the forked workers have in common (what they really use).
+                "pss_mib_total": round(tree_pss_mib(processes), 1),
             }
         for server in servers:
             if isinstance(server, LockgateMirror):
