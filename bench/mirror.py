@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 import bench as B  # the shared helpers (same directory)
-
 from tests.support.dists import make_wheel, normalize_name, sha256_file
 
 BIN = B.BIN
@@ -144,7 +143,9 @@ class Upstream(B.Server):
         simple = self.tree / "simple"
         simple.mkdir()
         links = "".join(f'<a href="{p}/">{p}</a>\n' for p in sorted(by_project))
-        (simple / "index.html").write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n")
+        (simple / "index.html").write_text(
+            f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n"
+        )
         for project, paths in by_project.items():
             anchors = []
             for p in sorted(paths):
@@ -337,9 +338,18 @@ class DevpiMirror(MirrorServer):
         bin_dir = self.venv / "bin"
         if not self.serverdir.exists():
             result = subprocess.run(
-                [str(bin_dir / "devpi-init"), "--serverdir", str(self.serverdir),
-                 "--root-passwd", B.ROOT_PASSWORD],
-                env=B.clean_env(), capture_output=True, text=True, timeout=300, check=False,
+                [
+                    str(bin_dir / "devpi-init"),
+                    "--serverdir",
+                    str(self.serverdir),
+                    "--root-passwd",
+                    B.ROOT_PASSWORD,
+                ],
+                env=B.clean_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
             )
             if result.returncode != 0:
                 raise RuntimeError(f"devpi-init failed:\n{result.stdout}\n{result.stderr}")
@@ -439,12 +449,36 @@ def install(client: str, server: B.Server, corpus: MirrorCorpus, scratch: Path) 
     url = server.base + server.simple_root
     env = B.clean_env(UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never")
     if client == "uv":
-        cmd = [str(BIN / "uv"), "pip", "install", "--no-cache", "--python", sys.executable,
-               "--index-url", url, "--target", str(target), "mb-app"]
+        cmd = [
+            str(BIN / "uv"),
+            "pip",
+            "install",
+            "--no-cache",
+            "--python",
+            sys.executable,
+            "--index-url",
+            url,
+            "--target",
+            str(target),
+            "mb-app",
+        ]
     else:
-        cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-cache-dir",
-               "--disable-pip-version-check", "--progress-bar", "off", "--index-url", url,
-               "--target", str(target), "mb-app"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--isolated",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+            "--index-url",
+            url,
+            "--target",
+            str(target),
+            "mb-app",
+        ]
     try:
         result = timed(cmd, f"{client} install from {server.label}", server.pid, env)
         installed = {p.name for p in target.iterdir()}
@@ -459,8 +493,18 @@ def install(client: str, server: B.Server, corpus: MirrorCorpus, scratch: Path) 
 def resolve(server: B.Server, scratch: Path) -> dict[str, Any]:
     requirements = scratch / "requirements.in"
     requirements.write_text("mb-app\n")
-    cmd = [str(BIN / "uv"), "pip", "compile", "--no-cache", "--quiet", "--python",
-           sys.executable, "--index-url", server.base + server.simple_root, str(requirements)]
+    cmd = [
+        str(BIN / "uv"),
+        "pip",
+        "compile",
+        "--no-cache",
+        "--quiet",
+        "--python",
+        sys.executable,
+        "--index-url",
+        server.base + server.simple_root,
+        str(requirements),
+    ]
     env = B.clean_env(UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never")
     return timed(cmd, f"uv pip compile from {server.label}", server.pid, env)
 
@@ -500,12 +544,26 @@ def discover(server: B.Server, corpus: MirrorCorpus) -> B.Target:
 
 def upload_all(server: B.Server, files: list[Path], uploaders: int) -> dict[str, Any]:
     """One twine of every file, or `uploaders` concurrent twines sharing them."""
+
     def one(batch: list[Path]) -> None:
-        cmd = [sys.executable, "-m", "twine", "upload", "--non-interactive",
-               "--disable-progress-bar", "--repository-url", f"{server.base}/{B.USER}/{B.INDEX}/",
-               "-u", B.USER, "-p", B.USER_PASSWORD, *map(str, batch)]
-        result = subprocess.run(cmd, env=B.clean_env(), capture_output=True, text=True,
-                                timeout=1800)
+        cmd = [
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            f"{server.base}/{B.USER}/{B.INDEX}/",
+            "-u",
+            B.USER,
+            "-p",
+            B.USER_PASSWORD,
+            *map(str, batch),
+        ]
+        result = subprocess.run(
+            cmd, env=B.clean_env(), capture_output=True, text=True, timeout=1800
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{server.label}: twine failed:\n{result.stderr[-2000:]}")
 
@@ -567,7 +625,9 @@ def build_rows(results: dict[str, dict[str, Any]], labels: list[str]) -> list[di
                 "unit": unit,
                 "better": "higher" if higher else "lower",
                 "values": values,
-                **{f"lockgate/{o}": B.ratio(values.get("lockgate"), values.get(o)) for o in COMPARE},
+                **{
+                    f"lockgate/{o}": B.ratio(values.get("lockgate"), values.get(o)) for o in COMPARE
+                },
                 "lockgate-w2/lockgate": B.ratio(values.get("lockgate-w2"), values.get("lockgate")),
             }
         )
@@ -588,8 +648,13 @@ def render_table(rows: list[dict[str, Any]], labels: list[str]) -> str:
         title = TITLES[row["workload"]] if row["workload"] != last else ""
         last = row["workload"]
         lines.append(
-            [title, row["unit"], *(B.fmt(row["values"][label]) for label in labels),
-             *(B.fmt(row[c]) for c in ratio_cols), row["better"]]
+            [
+                title,
+                row["unit"],
+                *(B.fmt(row["values"][label]) for label in labels),
+                *(B.fmt(row[c]) for c in ratio_cols),
+                row["better"],
+            ]
         )
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
 
@@ -688,7 +753,6 @@ def main(argv: list[str] | None = None) -> int:
             log(f"proxpi left out: nothing in {args.proxpi_venv} (bench/run.sh installs it)")
         candidates += [upstream, BareAiohttp(work, upstream)]
         servers = [s for s in candidates if not only or s.label in only or s is upstream]
-        mirrors = [s for s in servers if isinstance(s, MirrorServer)]
         clients_for = [s for s in servers if not isinstance(s, BareAiohttp)]
         labels = [s.label for s in servers]
         results: dict[str, dict[str, Any]] = {k: {} for k in TITLES}
@@ -731,14 +795,42 @@ def main(argv: list[str] | None = None) -> int:
             results["resolve"][label] = median_of(measured)
 
         workloads = [
-            B.Workload("pages", TITLES["pages"], "pages", PIP_ACCEPT, "gzip, deflate",
-                       args.concurrency, args.max_requests),
-            B.Workload("list", TITLES["list"], "lists", JSON_ACCEPT + ", text/html; q=0.01",
-                       "gzip, deflate", 1, args.max_requests),
-            B.Workload("mib", TITLES["mib"], "small_files", "*/*", "identity",
-                       args.concurrency, max(1, args.max_requests // 10)),
-            B.Workload("large", TITLES["large"], "large_files", "*/*", "identity",
-                       args.large_concurrency, max(1, args.max_requests // 100)),
+            B.Workload(
+                "pages",
+                TITLES["pages"],
+                "pages",
+                PIP_ACCEPT,
+                "gzip, deflate",
+                args.concurrency,
+                args.max_requests,
+            ),
+            B.Workload(
+                "list",
+                TITLES["list"],
+                "lists",
+                JSON_ACCEPT + ", text/html; q=0.01",
+                "gzip, deflate",
+                1,
+                args.max_requests,
+            ),
+            B.Workload(
+                "mib",
+                TITLES["mib"],
+                "small_files",
+                "*/*",
+                "identity",
+                args.concurrency,
+                max(1, args.max_requests // 10),
+            ),
+            B.Workload(
+                "large",
+                TITLES["large"],
+                "large_files",
+                "*/*",
+                "identity",
+                args.large_concurrency,
+                max(1, args.max_requests // 100),
+            ),
         ]
         for workload in workloads:
             rounds: dict[str, list[dict[str, Any]]] = {t.server.label: [] for t in targets}
@@ -831,10 +923,14 @@ def main(argv: list[str] | None = None) -> int:
                 if (r := results[key].get(label))
             ]
             print(f"  {key:5}: " + ", ".join(cells))
-        print(f"  installs, other CPU %: " + ", ".join(
-            f"{label} {results['cold_uv'][label]['other_cpu_pct']:.0f}"
-            for label in labels if label in results["cold_uv"]
-        ))
+        print(
+            "  installs, other CPU %: "
+            + ", ".join(
+                f"{label} {results['cold_uv'][label]['other_cpu_pct']:.0f}"
+                for label in labels
+                if label in results["cold_uv"]
+            )
+        )
         print(f"JSON: {args.out}   runtime {report['runtime_s']:.0f} s")
         return 0
     finally:
