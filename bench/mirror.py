@@ -615,6 +615,13 @@ COMPARE = ("devpi", "proxpi", "nginx", "aiohttp-bare")
 
 
 def build_rows(results: dict[str, dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
+    # The lockgate the ratios are of: the single-worker SQLite one, or (with --only) the
+    # first lockgate variant that ran.
+    ref = (
+        "lockgate"
+        if "lockgate" in labels
+        else next((label for label in labels if label.startswith("lockgate")), "lockgate")
+    )
     rows = []
     for key, workload, fld, unit, higher in ROWS:
         values = {label: results.get(workload, {}).get(label, {}).get(fld) for label in labels}
@@ -625,9 +632,8 @@ def build_rows(results: dict[str, dict[str, Any]], labels: list[str]) -> list[di
                 "unit": unit,
                 "better": "higher" if higher else "lower",
                 "values": values,
-                **{
-                    f"lockgate/{o}": B.ratio(values.get("lockgate"), values.get(o)) for o in COMPARE
-                },
+                **{f"lockgate/{o}": B.ratio(values.get(ref), values.get(o)) for o in COMPARE},
+                "reference": ref,
                 "lockgate-w2/lockgate": B.ratio(values.get("lockgate-w2"), values.get("lockgate")),
             }
         )
