@@ -5,6 +5,7 @@ to start when the port is taken; the once-per-server loops run in one worker onl
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -164,3 +165,41 @@ def test_a_bad_worker_count_is_refused(
     )
     assert result.returncode == 2
     assert "--workers" in result.stderr
+
+
+def test_a_hook_is_sent_once_by_two_workers(
+    make_server: Callable[..., LockgateServer], clients: Clients, tmp_path: Path
+) -> None:
+    """WK-2: with two workers, the hook sender and its changelog walk run in the leader
+    only: one upload is delivered exactly once, and a resend asked of either worker is
+    sent (by the leader)."""
+    from tests.support.receiver import CIReceiver
+
+    receiver = CIReceiver("generic", secret="s3cret").start()
+    try:
+        server = make_server(workers="2", hook_allow="127.0.0.1")
+        workers_seen(server, 2)
+        server.create_user("alice", "alice-pw")
+        server.create_index("alice/staging", ("alice", "alice-pw"))
+        hook = {"kind": "generic", "url": receiver.url, "secret": "s3cret", "events": ["upload"]}
+        response = server.request(
+            "PUT", "/alice/staging/+hooks/ci", auth=("alice", "alice-pw"), json=hook
+        )
+        assert response.status_code == 201, response.text
+        wheel = make_wheel(tmp_path, "hooked", "1.0")
+        result = clients.twine_upload(f"{server.url}/alice/staging/", [wheel], "alice", "alice-pw")
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: len(receiver.accepted()) >= 1, "the delivery")
+        time.sleep(3)  # a second sender would have sent it again by now
+        assert len(receiver.received) == 1, receiver.received
+        delivery = json.loads(receiver.received[0].body)["delivery"]
+        for sent in (2, 3):  # whichever worker answers, the leader sends it
+            again = requests.post(
+                f"{server.url}/alice/staging/+hooks/ci/deliveries/{delivery}",
+                auth=("alice", "alice-pw"),
+                timeout=30,
+            )
+            assert again.status_code == 202, again.text
+            wait_for(lambda n=sent: len(receiver.accepted()) >= n, "the resent delivery")
+    finally:
+        receiver.stop()
