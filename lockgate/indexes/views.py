@@ -13,6 +13,7 @@ from lockgate.changelog.codec import Actor
 from lockgate.db.session import DATABASE
 from lockgate.egress import EGRESS, EgressRefused
 from lockgate.errors import BadRequest
+from lockgate.http.pagecache import FILES
 from lockgate.http.requests import api_response, read_json_object
 from lockgate.indexes.access import require_read
 from lockgate.indexes.config import UPSTREAM_KEYS
@@ -40,10 +41,18 @@ async def _check_egress(request: web.Request, data: dict[str, Any]) -> None:
 async def get_index_view(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
     await require_read(request, user, name)
-    async with request.app[DATABASE].read() as session:
-        index = await require_index(session, user, name)
-        projects = [display for _, display in await project_names(session, [index])]
-    return api_response("indexconfig", {**index.public_config(), "projects": projects})
+    # The same for every reader until the next commit: remembered per serial.
+    db, memo = request.app[DATABASE], request.app[FILES]
+    key = ("indexconfig", user, name)
+    serial = db.serial
+    config: dict[str, Any] | None = memo.get(key, serial)
+    if config is None:
+        async with db.read() as session:
+            index = await require_index(session, user, name)
+            projects = [display for _, display in await project_names(session, [index])]
+        config = {**index.public_config(), "projects": projects}
+        memo.put(key, serial, config)
+    return api_response("indexconfig", config)
 
 
 async def _authorize_change(request: web.Request, user: str, touches_upstream: bool) -> Actor:
