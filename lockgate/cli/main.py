@@ -160,6 +160,7 @@ def serve(
         WorkersFailed,
         check_port_free,
         default_workers,
+        limit_malloc_arenas,
         serve_app,
     )
     from lockgate.serverdir import ServerDirError, check_serveable, clean_tmp, is_serverdir
@@ -212,6 +213,7 @@ def serve(
         raise click.ClickException(str(exc)) from None
     clean_tmp(settings)
     configure_logging(settings.log_format)
+    limit_malloc_arenas()
     count = workers or default_workers()
     where = f"http://{settings.host}:{settings.port}/"
     if count == 1:
