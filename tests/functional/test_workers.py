@@ -203,3 +203,52 @@ def test_a_hook_is_sent_once_by_two_workers(
             wait_for(lambda n=sent: len(receiver.accepted()) >= n, "the resent delivery")
     finally:
         receiver.stop()
+
+
+def test_a_replica_with_two_workers_follows_once(
+    make_server: Callable[..., LockgateServer],
+    make_db_url: Callable[[], str | None],
+    clients: Clients,
+    tmp_path: Path,
+) -> None:
+    """WK-2: on a replica with two workers only the leader runs the changelog follower
+    (each entry is applied once, so the chains agree), both workers serve what it
+    applied, and both say they are a replica."""
+    from tests.functional.test_replica import replicate_token
+
+    primary = make_server("primary")
+    replica = LockgateServer(
+        tmp_path / "replica",
+        make_db_url(),
+        primary=primary.url,
+        primary_token=replicate_token(primary),
+        workers="2",
+    ).start()
+    try:
+        workers_seen(replica, 2)
+        primary.create_user("rita", "rita-pw")
+        primary.create_index("rita/dev", ("rita", "rita-pw"))
+        wheel = make_wheel(tmp_path, "replicated", "1.0")
+        result = clients.twine_upload(f"{primary.url}/rita/dev/", [wheel], "rita", "rita-pw")
+        assert result.returncode == 0, result.stderr
+        seen: dict[int, dict[str, object]] = {}
+
+        def both_serve_it() -> bool:
+            response = requests.get(
+                replica.url + "/rita/dev/+simple/replicated/", headers=JSON, timeout=30
+            )
+            if response.status_code == 200:
+                status = requests.get(replica.url + "/+status", timeout=30).json()
+                seen[int(response.headers["X-Lockgate-Worker"])] = status
+            return len(seen) == 2
+
+        wait_for(both_serve_it, "both replica workers to serve the upload")
+        assert all(status["role"] == "replica" for status in seen.values())
+        wait_for(lambda: replica.serial() == primary.serial(), "the replica to catch up")
+        primary_status = primary.get("/+status").json()
+        replica_status = replica.get("/+status").json()
+        assert replica_status["last_hash"] == primary_status["last_hash"]
+        events = started_events(replica)
+        assert [e["leader"] for e in events].count(True) == 1, events
+    finally:
+        replica.stop()
