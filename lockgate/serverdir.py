@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lockgate import migrations
 from lockgate.accounts.services import ROOT_USER, create_user, prepare_new_user
 from lockgate.accounts.sessions import ensure_session_key
 from lockgate.changelog.codec import GENESIS_HASH, SYSTEM
@@ -135,6 +134,8 @@ def init_serverdir(
         settings.blob_dir.mkdir(exist_ok=True)
         settings.tmp_dir.mkdir(exist_ok=True)
         ensure_session_key(path)
+        from lockgate import migrations
+
         migrations.upgrade(settings.db_url)
         asyncio.run(_bootstrap(settings, password, upstream or PYPI_SIMPLE_URL))
         _write_config(path, settings.db_url if db_url_given else None, upstream_allow)
@@ -192,6 +193,8 @@ def init_replica(settings: Settings, *, db_url_given: bool) -> None:
         path.mkdir(parents=True, exist_ok=True)
         settings.blob_dir.mkdir(exist_ok=True)
         settings.tmp_dir.mkdir(exist_ok=True)
+        from lockgate import migrations
+
         migrations.upgrade(settings.db_url)
         asyncio.run(_bootstrap_replica(settings))
         _write_config(
@@ -244,6 +247,8 @@ def check_serveable(settings: Settings) -> None:
             f"{path} is not a lockgate server directory (no {CONFIG_FILENAME}); "
             "run `lockgate init --serverdir DIR` or point --serverdir at an existing one"
         )
+    from lockgate import migrations
+
     try:
         current = migrations.current_revision(settings.db_url)
     except Exception as exc:  # noqa: BLE001 - any driver error means "cannot open"

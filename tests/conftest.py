@@ -80,9 +80,11 @@ def clients(tmp_path: Path) -> Clients:
     return Clients(tmp_path)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Chromium (one per test worker). Absent chromium fails in CI, skips elsewhere."""
+    """Headless Chromium, one per test module. Not per session: while Playwright's sync
+    API is active the worker's thread has a running event loop, and other modules' tests
+    call `asyncio.run`. Absent chromium fails in CI, skips elsewhere."""
     from tests.support.browser import chromium_path, launched_chromium
 
     if chromium_path() is None:

@@ -3,22 +3,53 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from lockgate import __version__
-from lockgate.cli.admin import hook_group, index_group, namespace_group, token_group, user_group
 from lockgate.cli.common import SERVERDIR_OPTION, do_init, ready_settings
 from lockgate.cli.common import resolve_serverdir as _serverdir
-from lockgate.cli.log import log_command
-from lockgate.cli.mirror import mirror_group
-from lockgate.cli.transfer import export_command, import_command
-from lockgate.cli.workflow import push_command, run_tests_command
 from lockgate.config import PRIMARY_PASSWORD_REFUSED, load_settings
 
+# Commands from other modules, imported only when run (or listed in --help): their
+# imports (rich, the HTTP client, the changelog replay) would double the start-up
+# of `lockgate serve`, which needs none of them.
+LAZY_COMMANDS = {
+    "user": "lockgate.cli.admin:user_group",
+    "index": "lockgate.cli.admin:index_group",
+    "token": "lockgate.cli.admin:token_group",
+    "hook": "lockgate.cli.admin:hook_group",
+    "namespace": "lockgate.cli.admin:namespace_group",
+    "mirror": "lockgate.cli.mirror:mirror_group",
+    "export": "lockgate.cli.transfer:export_command",
+    "import": "lockgate.cli.transfer:import_command",
+    "log": "lockgate.cli.log:log_command",
+    "test": "lockgate.cli.workflow:run_tests_command",
+    "push": "lockgate.cli.workflow:push_command",
+}
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """click's documented lazy-loading pattern: subcommands named in LAZY_COMMANDS."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        import importlib
+
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="lockgate")
 def main() -> None:
     """lockgate: a private Python package index for closed networks."""
@@ -94,6 +125,13 @@ def init(
     help="URL clients use to reach this server, behind a TLS proxy (e.g. https://pypi.corp).",
 )
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
+@click.option(
+    "--workers",
+    envvar="LOCKGATE_WORKERS",
+    type=click.IntRange(min=1, max=256),
+    default=None,
+    help="Processes serving the port (default: the number of cores; 1 runs no supervisor).",
+)
 def serve(
     serverdir: Path | None,
     db: str | None,
@@ -110,12 +148,21 @@ def serve(
     primary_password: str | None,
     public_url: str | None,
     log_format: str | None,
+    workers: int | None,
 ) -> None:
     """Serve the index until SIGINT/SIGTERM (initialising a new directory first)."""
-    from aiohttp import web
+    import asyncio
 
     from lockgate.logs import configure_logging
     from lockgate.server.app import create_app
+    from lockgate.server.workers import (
+        Supervisor,
+        WorkersFailed,
+        check_port_free,
+        default_workers,
+        limit_malloc_arenas,
+        serve_app,
+    )
     from lockgate.serverdir import ServerDirError, check_serveable, clean_tmp, is_serverdir
 
     path = _serverdir(serverdir)
@@ -166,17 +213,29 @@ def serve(
         raise click.ClickException(str(exc)) from None
     clean_tmp(settings)
     configure_logging(settings.log_format)
-    app = create_app(settings)
-    click.echo(f"lockgate {__version__} serving {path} on http://{settings.host}:{settings.port}/")
-    sys.stdout.flush()
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=30,
-        print=None,
-        access_log=None,
-    )
+    limit_malloc_arenas()
+    count = workers or default_workers()
+    where = f"http://{settings.host}:{settings.port}/"
+    if count == 1:
+        click.echo(f"lockgate {__version__} serving {path} on {where}")
+        sys.stdout.flush()
+        asyncio.run(serve_app(lambda: create_app(settings), settings))
+        return
+    try:
+        check_port_free(settings.host, settings.port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    click.echo(f"lockgate {__version__} serving {path} on {where} with {count} workers")
+
+    def run_worker(index: int, ready: Callable[[], None]) -> None:
+        # Worker 0 leads: it alone runs the once-per-server loops.
+        app = lambda: create_app(settings, leader=index == 0)  # noqa: E731
+        asyncio.run(serve_app(app, settings, reuse_port=True, ready=ready))
+
+    try:
+        Supervisor(count, run_worker).run()
+    except WorkersFailed as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -339,16 +398,3 @@ def promote(serverdir: Path | None) -> None:
         f"{path} no longer follows {primary}; start it with `lockgate serve` to take writes "
         "(and point clients and other replicas at it)"
     )
-
-
-main.add_command(user_group)
-main.add_command(index_group)
-main.add_command(token_group)
-main.add_command(hook_group)
-main.add_command(namespace_group)
-main.add_command(mirror_group)
-main.add_command(export_command)
-main.add_command(import_command)
-main.add_command(log_command)
-main.add_command(run_tests_command)
-main.add_command(push_command)

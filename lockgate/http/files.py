@@ -31,7 +31,10 @@ def file_memo_key(user: str, index: str, filename: str) -> tuple[str, ...]:
 
 def if_none_match(request: web.Request, etag: str) -> bool:
     """RFC 9110 §13.1.2: `*` or any listed tag, compared weakly (`W/` ignored)."""
-    header = request.headers.get("If-None-Match", "").strip()
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False  # the common case, answered without parsing
+    header = header.strip()
     if header == "*":
         return True
     tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]

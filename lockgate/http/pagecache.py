@@ -29,10 +29,18 @@ def strong_etag(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
+# Bounded by count and by bytes (least recently used first out): a worker's memory
+# must not grow with the number of projects asked for (bench/ measures RSS).
+PAGE_LIMIT = 4096
+PAGE_BYTES_LIMIT = 16 * 1024 * 1024
+
+
 class PageCache:
-    def __init__(self, limit: int = 4096) -> None:
+    def __init__(self, limit: int = PAGE_LIMIT, byte_limit: int = PAGE_BYTES_LIMIT) -> None:
         self._pages: OrderedDict[tuple[str, ...], CachedPage] = OrderedDict()
         self._limit = limit
+        self._byte_limit = byte_limit
+        self._bytes = 0
 
     def get(self, key: tuple[str, ...], serial: int) -> CachedPage | None:
         page = self._pages.get(key)
@@ -50,10 +58,14 @@ class PageCache:
         depends_on: tuple[Any, ...] = (),
     ) -> CachedPage:
         page = CachedPage(serial, body, content_type, strong_etag(body), depends_on)
+        old = self._pages.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
         self._pages[key] = page
-        self._pages.move_to_end(key)
-        while len(self._pages) > self._limit:
-            self._pages.popitem(last=False)
+        self._bytes += len(body)
+        while self._pages and (len(self._pages) > self._limit or self._bytes > self._byte_limit):
+            _key, dropped = self._pages.popitem(last=False)
+            self._bytes -= len(dropped.body)
         return page
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from lockgate.accounts.auth import require_login
@@ -9,6 +11,7 @@ from lockgate.catalog.services import project_names
 from lockgate.changelog.codec import Actor
 from lockgate.db.session import DATABASE
 from lockgate.egress import EGRESS
+from lockgate.http.pagecache import FILES
 from lockgate.http.requests import api_response, read_json_object
 from lockgate.indexes.access import require_read
 from lockgate.indexes.config import UPSTREAM_KEYS
@@ -24,10 +27,18 @@ from lockgate.indexes.services import (
 async def get_index_view(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
     await require_read(request, user, name)
-    async with request.app[DATABASE].read() as session:
-        index = await require_index(session, user, name)
-        projects = [display for _, display in await project_names(session, [index])]
-    return api_response("indexconfig", {**index.public_config(), "projects": projects})
+    # The same for every reader until the next commit: remembered per serial.
+    db, memo = request.app[DATABASE], request.app[FILES]
+    key = ("indexconfig", user, name)
+    serial = db.serial
+    config: dict[str, Any] | None = memo.get(key, serial)
+    if config is None:
+        async with db.read() as session:
+            index = await require_index(session, user, name)
+            projects = [display for _, display in await project_names(session, [index])]
+        config = {**index.public_config(), "projects": projects}
+        memo.put(key, serial, config)
+    return api_response("indexconfig", config)
 
 
 async def _authorize_change(request: web.Request, user: str, touches_upstream: bool) -> Actor:

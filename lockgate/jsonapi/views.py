@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,11 +10,12 @@ from aiohttp import web
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from lockgate.catalog.lookup import lookup_project
+from lockgate.catalog.lookup import confirm_mirrors, lookup_project
 from lockgate.catalog.services import ProjectView, VisibleFile
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE, Database
 from lockgate.downloads.services import daily_downloads, summary
+from lockgate.http.pagecache import PAGES
 from lockgate.indexes.access import require_read
 from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
@@ -178,13 +180,25 @@ async def project_json(request: web.Request) -> web.Response:
     if normalized != project:
         suffix = f"{version}/json" if version else "json"
         raise web.HTTPMovedPermanently(f"/{user}/{name}/pypi/{normalized}/{suffix}")
-    db = request.app[DATABASE]
+    db, pages = request.app[DATABASE], request.app[PAGES]
+    base = request.app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
+    # Rendered once per serial (and per base URL, which the links carry), like the
+    # simple pages: a cached answer costs no database read unless a mirror's page of
+    # the project needs confirming with its upstream.
+    key = ("json", user, name, normalized, version or "", base)
+    serial = db.serial
+    cached = pages.get(key, serial)
+    if cached is not None:
+        await confirm_mirrors(
+            request.app[MIRROR], list(cached.depends_on), normalized, via=f"{user}/{name}"
+        )
+        if db.serial == serial:
+            return _json_answer(cached.body, serial)
     serial = db.serial
     found = await lookup_project(db, request.app[MIRROR], user, name, normalized)
     index, view = found.index, found.view
     if view is None or not view.versions or view.status == "quarantined":
         return _not_found()
-    base = request.app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
     if version is None:
         selected = _latest(view)
     else:
@@ -214,6 +228,16 @@ async def project_json(request: web.Request) -> web.Response:
             v: [_file_json(f, base, workflow) for f in view.files if f.version == v]
             for v in view.versions
         }
-    return web.json_response(
-        body, headers={"X-PyPI-Last-Serial": str(serial), "Cache-Control": "max-age=0, public"}
+    page = pages.put(
+        key, serial, json.dumps(body).encode("utf-8"), "application/json", tuple(found.mirrors)
+    )
+    return _json_answer(page.body, serial)
+
+
+def _json_answer(body: bytes, serial: int) -> web.Response:
+    return web.Response(
+        body=body,
+        content_type="application/json",
+        charset="utf-8",
+        headers={"X-PyPI-Last-Serial": str(serial), "Cache-Control": "max-age=0, public"},
     )

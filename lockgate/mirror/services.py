@@ -375,12 +375,22 @@ class ProjectListService:
         self.primary = primary
         self._fresh_until: dict[str, float] = {}
         self._refreshing: dict[str, asyncio.Task[str | None]] = {}
+        self._stored: dict[str, tuple[int, str | None]] = {}
 
     async def current(self, index: IndexView) -> tuple[str | None, bool]:
         """(blob sha256 of the list or None, stale?). Waits only when nothing is stored."""
-        async with self.db.read() as session:
-            row = await session.get(MirrorProjectList, index.id)
-        stored = row.sha256 if row is not None and self.blobs.exists(row.sha256) else None
+        # The stored list only changes with a commit: remembered per serial, so a
+        # listing served from the page cache costs no database read.
+        serial = self.db.serial
+        memo = self._stored.get(index.path)
+        if memo is not None and memo[0] == serial:
+            row_sha256 = memo[1]
+        else:
+            async with self.db.read() as session:
+                row = await session.get(MirrorProjectList, index.id)
+            row_sha256 = row.sha256 if row is not None else None
+            self._stored[index.path] = (serial, row_sha256)
+        stored = row_sha256 if row_sha256 is not None and self.blobs.exists(row_sha256) else None
         if self.primary is not None:
             return stored, stored is None  # replicas get the list through the changelog
         if stored is not None and self._fresh_until.get(index.path, 0.0) > time.monotonic():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -20,13 +21,7 @@ from lockgate.domains import build_registry
 from lockgate.downloads.services import DOWNLOADS, DownloadCounter
 from lockgate.egress import EGRESS, EgressPolicy
 from lockgate.hooks.sender import HOOKS, HookSender
-from lockgate.http.middleware import (
-    ERROR_PAGES,
-    error_middleware,
-    logging_middleware,
-    min_serial_middleware,
-    read_only_middleware,
-)
+from lockgate.http.middleware import ERROR_PAGES, WORKER, request_middleware
 from lockgate.http.pagecache import FILES, PAGES, PageCache, SerialMemo
 from lockgate.mirror.services import MIRROR, MirrorService
 from lockgate.mirror.upstream import UpstreamClient
@@ -38,6 +33,8 @@ from lockgate.storage.blobs import BLOBS, BlobStore
 from lockgate.web.errors import error_page
 
 log = structlog.get_logger("lockgate.server")
+
+LEADER = web.AppKey("leader", bool)
 
 # Headroom over the file size limit for the form fields around the file.
 UPLOAD_OVERHEAD_BYTES = 32 * 1024 * 1024
@@ -101,19 +98,25 @@ async def _downloads_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _replica_ctx(app: web.Application) -> AsyncIterator[None]:
-    """On a replica: the client towards the primary and the follow loop."""
+    """On a replica: the client towards the primary (every worker streams misses
+    from it) and the follow loop (the leader worker only: one applier per node)."""
     primary = PrimaryClient(app[SETTINGS])
     await primary.start()
     app[PRIMARY] = primary
-    follower = Follower(app[DATABASE], app[BLOBS], primary, app[REGISTRY])
-    app[FOLLOWER] = follower
-    async with _in_background(follower.run()):
+    if app[LEADER]:
+        follower = Follower(app[DATABASE], app[BLOBS], primary, app[REGISTRY])
+        app[FOLLOWER] = follower
+        async with _in_background(follower.run()):
+            yield
+    else:
         yield
     await primary.close()
 
 
 async def _hooks_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Every node derives the deliveries its hooks are owed; only a primary sends."""
+    """Every node derives the deliveries its hooks are owed; only a primary sends.
+    Within a node only the leader worker walks and sends (the others' views only
+    wake it, which in another worker means: at its next serial change or idle round)."""
     settings = app[SETTINGS]
     base_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     sender = HookSender(
@@ -124,7 +127,10 @@ async def _hooks_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await sender.start()
     app[HOOKS] = sender
-    async with _in_background(sender.run()):
+    if app[LEADER]:
+        async with _in_background(sender.run()):
+            yield
+    else:
         yield
     await sender.close()
 
@@ -139,15 +145,22 @@ async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
     await upstream.close()
 
 
-def create_app(settings: Settings) -> web.Application:
-    middlewares: list[Middleware] = [logging_middleware, error_middleware, min_serial_middleware]
-    if settings.is_replica:
-        middlewares.append(read_only_middleware)
+async def _announce(app: web.Application) -> None:
+    # Which worker runs the once-per-server loops (tests and operators read this).
+    log.info("worker started", worker=app[WORKER], leader=app[LEADER])
+
+
+def create_app(settings: Settings, *, leader: bool = True, worker: str = "") -> web.Application:
+    """`leader`: this worker runs the once-per-server loops (see server/workers.py);
+    `worker`: its name in the X-Lockgate-Worker header (default: the pid)."""
+    middlewares: list[Middleware] = [request_middleware(read_only=settings.is_replica)]
     app = web.Application(
         middlewares=middlewares,
         client_max_size=settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES,
     )
     app[SETTINGS] = settings
+    app[LEADER] = leader
+    app[WORKER] = worker or str(os.getpid())
     app[REGISTRY] = build_registry()
     app[EGRESS] = EgressPolicy.with_proxies(settings.upstream_allow)
     blobs = BlobStore(settings.blob_dir, settings.tmp_dir)
@@ -160,6 +173,7 @@ def create_app(settings: Settings) -> web.Application:
     app[FILES] = SerialMemo()
     app[ERROR_PAGES] = error_page
     app[FOLLOWERS_SEEN] = FollowersSeen()
+    app.on_startup.append(_announce)
     app.on_shutdown.append(_wake_long_polls)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_serial_watch_ctx)

@@ -53,6 +53,18 @@ I = f"{{index:{NAME}}}"  # noqa: E741 - reads as a path segment name
 
 def setup_routes(app: web.Application) -> None:
     r = app.router
+    # The hottest routes first: aiohttp tries the patterns under one prefix ('/' for
+    # all of these) in the order they were added, a regex each. None of these can
+    # match a path another route below wants ('+simple', '+f' are not names).
+    r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}/", simple.simple_project, name="simple")
+    r.add_get(
+        f"/{U}/{I}/+f/{{hash:{HASH}}}/{{filename:{FILENAME}}}",
+        counted(packages.serve_file),
+        name="file",
+    )
+    r.add_get(f"/{U}/{I}/+simple/", simple.simple_list, name="simple_list")
+    r.add_get(f"/{U}/{I}/+simple", simple.simple_list_redirect)
+    r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}", simple.simple_project)
     # Browsers get pages, devpi-client and scripts JSON, on the same URLs (lockgate/web).
     r.add_get("/", page_or(account_pages.root_page, accounts.root_listing), name="root")
     r.add_get("/+static/{name:[^/]+}", serve_static, name="static")
@@ -101,11 +113,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"/{U}/+tokens", accounts.list_tokens_view)
     r.add_delete(f"/{U}/+tokens/{{token:[0-9a-f]{{1,32}}}}", accounts.revoke_token_view)
 
-    r.add_get(f"/{U}/{I}/+simple/", simple.simple_list, name="simple_list")
-    r.add_get(f"/{U}/{I}/+simple", simple.simple_list_redirect)
-    r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}/", simple.simple_project, name="simple")
-    r.add_get(f"/{U}/{I}/+simple/{{project:{PROJECT}}}", simple.simple_project)
-
     r.add_post(f"/{U}/{I}/+mirror/refresh", mirror_admin.refresh)
 
     hook = f"/{U}/{I}/+hooks/{{hook:{NAME}}}"
@@ -117,7 +124,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"{hook}/deliveries/{{delivery:[0-9a-f-]{{36}}}}", hooks.resend_view)
 
     file_path = f"/{U}/{I}/+f/{{hash:{HASH}}}/{{filename:{FILENAME}}}"
-    r.add_get(file_path, counted(packages.serve_file), name="file")
     r.add_delete(file_path, packages.delete_file_view)
     r.add_post(file_path, workflow.post_result_view)  # test results (CI, devpi test)
     r.add_get(f"/{U}/{I}/+testlog/{{sha256:[0-9a-fA-F]{{64}}}}", workflow.serve_log)

@@ -103,7 +103,8 @@ async def gather_status(request: web.Request) -> dict[str, Any]:
             }
             for index in sorted(mirrors, key=lambda index: index.path)
         },
-        "role": "replica" if follower is not None else "primary",
+        "role": "replica" if request.app[SETTINGS].is_replica else "primary",
+        # Only the leader worker follows; another worker of a replica says null here.
         "replication": follower.status() if follower is not None else None,
         "followers": [
             {

@@ -30,8 +30,27 @@ def _quality(served: str, ranges: list[tuple[str, float]]) -> float:
     return best_q
 
 
+# Installers send a handful of distinct Accept headers, each on every request: the
+# answer for each is remembered (bounded, so odd headers cannot grow it without end).
+_CHOSEN: dict[tuple[str | None, str | None], str | None] = {}
+_CHOSEN_LIMIT = 256
+
+
 def negotiate(accept: str | None, format_param: str | None = None) -> str | None:
     """The content type to send, or None when nothing acceptable (answer 406)."""
+    key = (accept, format_param)
+    try:
+        return _CHOSEN[key]
+    except KeyError:
+        pass
+    chosen = _negotiate(accept, format_param)
+    if len(_CHOSEN) >= _CHOSEN_LIMIT:
+        _CHOSEN.clear()
+    _CHOSEN[key] = chosen
+    return chosen
+
+
+def _negotiate(accept: str | None, format_param: str | None) -> str | None:
     if format_param:
         # `?format=application/vnd.pypi.simple.v1+json` written unencoded (as in the
         # spec's own example) arrives with the '+' decoded to a space: undo that.

@@ -89,6 +89,10 @@ class LockgateServer:
         ]
         if self.db_url:
             cmd += ["--db", self.db_url]
+        if "workers" not in self.flags:
+            # One process (no supervisor) unless a test asks for workers: a kill -9 of
+            # `process` then kills the server, as the crash tests mean it to.
+            cmd += ["--workers", "1"]
         for key, value in self.flags.items():
             cmd += [f"--{key.replace('_', '-')}"] + ([value] if value else [])
         return cmd
