@@ -45,7 +45,7 @@ def _base_url(request: web.Request) -> str:
 def _downloads_epoch(request: web.Request) -> str:
     """Pages showing download counts are rebuilt after each flush of this node's counts."""
     counter = request.app.get(DOWNLOADS)
-    return str(counter.flushes) if counter is not None else "0"
+    return counter.epoch() if counter is not None else "0"
 
 
 async def _shell(

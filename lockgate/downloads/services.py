@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections import Counter
 from collections.abc import Iterable
 
@@ -54,6 +55,11 @@ class DownloadCounter:
     def note(self, index_path: str, filename: str) -> None:
         day = utc_today().isoformat()
         self._pending[(index_path, filename, day, _project_of(filename))] += 1
+
+    def epoch(self) -> str:
+        """What cached pages showing counts key on: this process's flushes, and the
+        minute, so that other workers' flushes show within a minute too."""
+        return f"{self.flushes}:{int(time.time() // 60)}"
 
     @property
     def pending(self) -> int:

@@ -14,7 +14,7 @@ from lockgate.catalog.lookup import confirm_mirrors, lookup_project
 from lockgate.catalog.services import ProjectView, VisibleFile
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE, Database
-from lockgate.downloads.services import daily_downloads, summary
+from lockgate.downloads.services import DOWNLOADS, daily_downloads, summary
 from lockgate.http.pagecache import PAGES
 from lockgate.indexes.access import require_read
 from lockgate.mirror.services import MIRROR
@@ -185,7 +185,10 @@ async def project_json(request: web.Request) -> web.Response:
     # Rendered once per serial (and per base URL, which the links carry), like the
     # simple pages: a cached answer costs no database read unless a mirror's page of
     # the project needs confirming with its upstream.
-    key = ("json", user, name, normalized, version or "", base)
+    # Download counts are flushed without a new serial: their epoch is in the key.
+    counter = request.app.get(DOWNLOADS)
+    epoch = counter.epoch() if counter is not None else ""
+    key = ("json", user, name, normalized, version or "", base, epoch)
     serial = db.serial
     cached = pages.get(key, serial)
     if cached is not None:
