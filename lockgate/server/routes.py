@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from lockgate.accounts import views as accounts
+from lockgate.docs import views as docs
 from lockgate.errors import NotFound
 from lockgate.hooks import views as hooks
 from lockgate.indexes import views as indexes
@@ -93,6 +94,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", simple.devpi_project_redirect)
     r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", simple.devpi_project_redirect)
     release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}"
+    # Documentation out of the release's zip (any member path; `latest` as version).
+    r.add_get(f"{release}/+doc", docs.serve_docs)
+    r.add_get(f"{release}/+doc/{{relpath:.*}}", docs.serve_docs, name="docs")
     r.add_delete(release, packages.delete_release_view)
     r.add_patch(release, packages.patch_release)
 
