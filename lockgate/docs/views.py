@@ -125,18 +125,18 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     if encoding is not None or content_type is None:
         content_type = "application/octet-stream"  # never let a browser unpack or guess
     charset = "utf-8" if content_type.startswith("text/") or content_type in _TEXT_TYPES else None
-    if member.size <= STREAM_FROM or request.method == "HEAD":
-        body = (
-            b""
-            if request.method == "HEAD"
-            else await asyncio.to_thread(read_member, path, member.name)
-        )
-        response = web.Response(
-            body=body, content_type=content_type, charset=charset, headers=headers
-        )
-        if request.method == "HEAD":
-            response.content_length = member.size
-        return response
+    if request.method == "HEAD":
+        head = web.StreamResponse(headers=headers)
+        head.content_type = content_type
+        if charset:
+            head.charset = charset
+        head.content_length = member.size
+        await head.prepare(request)
+        await head.write_eof()
+        return head
+    if member.size <= STREAM_FROM:
+        body = await asyncio.to_thread(read_member, path, member.name)
+        return web.Response(body=body, content_type=content_type, charset=charset, headers=headers)
     return await _stream(request, path, member.name, member.size, content_type, charset, headers)
 
 
