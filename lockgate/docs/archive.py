@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import stat
 import zipfile
+import zlib
 from collections.abc import Generator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -212,7 +213,15 @@ def _read_through(
             data = _read_member(archive, info, keep)
         except DocsRejected:
             raise
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            OSError,
+            EOFError,
+            ValueError,
+            RuntimeError,
+            NotImplementedError,
+        ) as exc:
             raise DocsRejected(
                 f"documentation zip member {info.filename!r} cannot be read (truncated or "
                 f"corrupt archive?): {exc}"

@@ -278,7 +278,7 @@ def _bomb() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("index.html", "ok")
-        archive.writestr("zeros.html", b"\0" * (8 * 1024 * 1024))
+        archive.writestr("zeros.html", b"\0" * (3 * 1024 * 1024))
     return buffer.getvalue()
 
 
