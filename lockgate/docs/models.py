@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, deferred, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from lockgate.db.base import Base
 
@@ -25,5 +25,5 @@ class ReleaseDocs(Base):
     uploader: Mapped[str] = mapped_column(String(64))
     # The pages' plain text (capped, docs/archive.py TEXT_CAP) for search; loaded only
     # when asked for, since serving a page never needs it.
-    text: Mapped[str] = deferred(mapped_column(Text))
+    text: Mapped[str] = mapped_column(Text, deferred=True)
     text_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
