@@ -136,6 +136,14 @@ async def _valid_token(request: web.Request, secret: str, claimed_user: str | No
     return token
 
 
+async def page_principal(request: web.Request) -> Principal | None:
+    """The caller of a browser page: today whoever the Authorization header names
+    (a browser that was sent a Basic challenge). Browser sessions (the `/+login`
+    cookie) plug in here, and only here: API routes never accept the cookie, so a
+    forged cross-site request cannot act with it."""
+    return await authenticate(request)
+
+
 async def authenticate(request: web.Request) -> Principal | None:
     """The caller for valid credentials, None without credentials; 401 when wrong.
 

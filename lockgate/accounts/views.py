@@ -32,7 +32,7 @@ from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
 from lockgate.errors import BadRequest, Forbidden, Unauthorized
 from lockgate.http.requests import api_response, read_json_object
-from lockgate.indexes.access import may_read
+from lockgate.indexes.access import readable_indexes
 from lockgate.indexes.services import IndexView, get_index, user_indexes
 from lockgate.namespaces.services import refuse_deleting_owner
 
@@ -53,14 +53,6 @@ async def _require_admin_of(request: web.Request, user: str) -> Principal:
     return principal
 
 
-async def _readable(request: web.Request, indexes: list[IndexView]) -> list[IndexView]:
-    """The indexes the caller may see listed (an unreadable index is not listed)."""
-    if all(index.readers.anonymous for index in indexes):
-        return indexes
-    principal = await authenticate(request)
-    return [index for index in indexes if may_read(principal, index.path, index.readers)]
-
-
 async def root_listing(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     async with db.read() as session:
@@ -68,7 +60,7 @@ async def root_listing(request: web.Request) -> web.Response:
             (user, await user_indexes(session, user.name)) for user in await list_users(session)
         ]
     everything = [index for _, indexes in listing for index in indexes]
-    shown = {index.path for index in await _readable(request, everything)}
+    shown = {index.path for index in await readable_indexes(request, everything)}
     result = {
         user.name: user_config(user, [index for index in indexes if index.path in shown])
         for user, indexes in listing
@@ -81,7 +73,7 @@ async def get_user_view(request: web.Request) -> web.Response:
     async with request.app[DATABASE].read() as session:
         user = await require_user(session, name)
         indexes = await user_indexes(session, name)
-    return api_response("userconfig", user_config(user, await _readable(request, indexes)))
+    return api_response("userconfig", user_config(user, await readable_indexes(request, indexes)))
 
 
 async def put_user(request: web.Request) -> web.Response:

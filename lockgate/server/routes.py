@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from lockgate.accounts import pages as account_pages
 from lockgate.accounts import views as accounts
 from lockgate.docs import views as docs
 from lockgate.errors import NotFound
@@ -22,6 +23,8 @@ from lockgate.replica import views as replication
 from lockgate.server import status
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
+from lockgate.web.negotiation import page_or
+from lockgate.web.static import serve_static
 from lockgate.workflow import views as workflow
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -43,7 +46,9 @@ I = f"{{index:{NAME}}}"  # noqa: E741 - reads as a path segment name
 
 def setup_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get("/", accounts.root_listing, name="root")
+    # Browsers get pages, devpi-client and scripts JSON, on the same URLs (lockgate/web).
+    r.add_get("/", page_or(account_pages.root_page, accounts.root_listing), name="root")
+    r.add_get("/+static/{name:[^/]+}", serve_static, name="static")
     r.add_get("/+status", status.status, name="status")
     r.add_get("/+changelog", replication.changelog, name="changelog")
     r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
