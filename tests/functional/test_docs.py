@@ -17,11 +17,13 @@ from typing import Any
 
 import pytest
 import requests
+from playwright.sync_api import Browser
 
 from lockgate import migrations
 from tests.functional.test_changelog_replay import _digest, _replay, _source_url
 from tests.functional.test_replica import _wait_caught_up, replicate_token
 from tests.functional.test_transfer import _lockgate, _state
+from tests.support.browser import page_context
 from tests.support.dists import make_wheel
 from tests.support.server import LockgateServer, server_events, tmp_entries, upload_form
 
@@ -452,3 +454,54 @@ def test_docs_replicate_replay_and_survive_export_import(
     migrations.upgrade(replayed)
     asyncio.run(_replay(_source_url(primary), replayed))
     assert asyncio.run(_digest(replayed)) == asyncio.run(_digest(_source_url(primary)))
+
+
+PROBE_HTML = """<!doctype html><html><head><title>probe</title></head><body>
+<p id="out">the script did not run</p>
+<script>
+(async () => {
+  const out = [];
+  try { out.push("cookie=" + document.cookie); }
+  catch (e) { out.push("cookie blocked: " + e.name); }
+  try { localStorage.setItem("k", "v"); out.push("storage=ok"); }
+  catch (e) { out.push("storage blocked: " + e.name); }
+  out.push("origin=" + self.origin);
+  try {
+    const answer = await fetch("/+status", {credentials: "include"});
+    out.push("fetch read: " + answer.status);
+  } catch (e) { out.push("fetch blocked: " + e.name); }
+  document.getElementById("out").textContent = out.join("; ");
+  document.body.dataset.done = "1";
+})();
+</script></body></html>"""
+
+
+def test_a_script_in_docs_cannot_read_lockgates_cookie(
+    server: LockgateServer, browser: Browser, tmp_path: Path
+) -> None:
+    """docs/reliability.md DOC-7 in a real browser: lockgate's origin holds a session
+    cookie its own scripts can read; a script in uploaded docs runs, but in an opaque
+    origin, and reads neither that cookie nor storage nor an answer of lockgate."""
+    set_up(server, tmp_path, "1.0")
+    probe = doc_zip(**{"probe.html": PROBE_HTML})
+    assert post_docs(server, "alice/dev", "acme-utils", "1.0", probe).status_code == 200
+    with page_context(browser, server.url) as (context, _outside):
+        context.add_cookies(
+            [{"name": "lockgate_session", "value": "s3cret-session", "url": server.url}]
+        )
+        own = context.new_page()
+        assert own.goto("/") is not None
+        # The control: lockgate's own origin can read the cookie.
+        assert "s3cret-session" in own.evaluate("document.cookie")
+        page = context.new_page()
+        response = page.goto("/alice/dev/acme-utils/1.0/+doc/probe.html")
+        assert response is not None and response.status == 200
+        assert response.headers["content-security-policy"] == SANDBOX_CSP
+        page.wait_for_selector("body[data-done]", state="attached", timeout=30_000)
+        result = page.inner_text("#out")
+    assert "cookie blocked: SecurityError" in result, result
+    assert "storage blocked: SecurityError" in result, result
+    assert "origin=null" in result, result
+    assert "fetch blocked" in result, result
+    assert "s3cret-session" not in result, result
+    no_server_errors(server)
