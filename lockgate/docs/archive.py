@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 import stat
+import threading
 import zipfile
 import zlib
+from collections import OrderedDict
 from collections.abc import Generator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -255,31 +257,70 @@ class Member:
     crc: int
 
 
+class _OpenZips:
+    """The last few served zips, kept open with their member lists and directories.
+
+    Reading a zip's central directory costs time in proportion to its members
+    (a third of a second for 20 000 on a loaded machine), which every page of a
+    manual would pay again. Blobs never change, so an open zip stays valid. ZipFile
+    lets several threads read members at once (it locks its file per read).
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._open: OrderedDict[Path, tuple[zipfile.ZipFile, frozenset[str]]] = OrderedDict()
+
+    def get(self, path: Path) -> tuple[zipfile.ZipFile, frozenset[str]]:
+        with self._lock:
+            found = self._open.get(path)
+            if found is not None:
+                self._open.move_to_end(path)
+                return found
+        archive = zipfile.ZipFile(path)
+        directories = frozenset(
+            name[: i + 1] for name in archive.namelist() for i, c in enumerate(name) if c == "/"
+        )
+        with self._lock:
+            if path in self._open:  # another thread opened it meanwhile
+                archive.close()
+                return self._open[path]
+            self._open[path] = (archive, directories)
+            while len(self._open) > self._size:
+                # Not closed here: a thread may be about to read from it. The last
+                # reference going closes it (ZipFile.__del__).
+                self._open.popitem(last=False)
+            return archive, directories
+
+
+OPEN_ZIPS = _OpenZips()
+
+
 def find_member(path: Path, relpath: str) -> tuple[Member | None, bool]:
     """The member `relpath` names (a directory's `index.html` for '' or 'dir/'), and
     whether `relpath` is a directory (so the caller redirects to 'relpath/')."""
+    archive, directories = OPEN_ZIPS.get(path)
     wanted = relpath + "index.html" if relpath == "" or relpath.endswith("/") else relpath
-    with zipfile.ZipFile(path) as archive:
-        try:
-            info = archive.getinfo(wanted)
-        except KeyError:
-            info = None
-        if info is not None and not info.is_dir():
-            return Member(info.filename, info.file_size, info.CRC), False
-        if not relpath.endswith("/") and relpath:
-            prefix = relpath + "/"
-            is_dir = any(name.startswith(prefix) for name in archive.namelist())
-            return None, is_dir
+    try:
+        info = archive.getinfo(wanted)
+    except KeyError:
+        info = None
+    if info is not None and not info.is_dir():
+        return Member(info.filename, info.file_size, info.CRC), False
+    if relpath and not relpath.endswith("/"):
+        return None, relpath + "/" in directories
     return None, False
 
 
 def read_member(path: Path, name: str) -> bytes:
-    with zipfile.ZipFile(path) as archive:
-        return archive.read(name)
+    archive, _ = OPEN_ZIPS.get(path)
+    with archive.open(name) as handle:
+        return handle.read()
 
 
 def iter_member(path: Path, name: str) -> Generator[bytes, None, None]:
     """A member in chunks (for the big ones); each `next()` is blocking file work."""
-    with zipfile.ZipFile(path) as archive, archive.open(name) as handle:
+    archive, _ = OPEN_ZIPS.get(path)
+    with archive.open(name) as handle:
         while chunk := handle.read(READ_CHUNK):
             yield chunk
