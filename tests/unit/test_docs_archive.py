@@ -1,6 +1,6 @@
 """The documentation zip checks and text extraction (lockgate/docs/archive.py), on zips
 built here: docs/reliability.md DOC-2 (names), DOC-3 (links, encryption, compression),
-DOC-4 (caps), DOC-5 (corrupt archives)."""
+DOC-4 (caps), DOC-5 (corrupt archives); the upload form (DOC-10) and `docs_url`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.config import parse_docs_url
 from lockgate.docs.archive import (
     TEXT_CAP,
     DocsLimits,
@@ -20,6 +21,7 @@ from lockgate.docs.archive import (
     html_text,
     inspect_docs_zip,
 )
+from lockgate.docs.services import parse_docs_form
 
 LIMITS = DocsLimits(max_unpacked_bytes=10 * 1024 * 1024, max_members=100)
 
@@ -147,3 +149,47 @@ def test_find_member(tmp_path: Path) -> None:
     assert member is None and is_dir
     assert find_member(path, "nope.html") == (None, False)
     assert find_member(path, "../index.html") == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("https://docs.pypi.corp", "https://docs.pypi.corp"),
+        ("http://localhost:8080/", "http://localhost:8080"),
+    ],
+)
+def test_docs_url_is_an_origin(value: str | None, expected: str | None) -> None:
+    assert parse_docs_url(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["docs.pypi.corp", "ftp://docs", "https://docs/path", "https://u:p@docs", "https://"]
+)
+def test_docs_url_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="docs_url"):
+        parse_docs_url(value)
+
+
+def test_docs_form() -> None:
+    form = parse_docs_form(
+        {
+            ":action": ["doc_upload"],
+            "protocol_version": ["1"],
+            "name": ["Acme_Utils"],
+            "version": ["1.0"],
+        }
+    )
+    assert (form.name, form.version) == ("Acme_Utils", "1.0")
+    assert parse_docs_form({"name": ["acme"]}).version == ""
+    for fields, phrase in [
+        ({"name": ["acme"], "protocol_version": ["2"]}, "protocol version"),
+        ({}, "name: This field is required"),
+        ({"name": ["a b"]}, "not a valid project name"),
+        ({"name": ["a", "b"]}, "more than one value"),
+        ({"name": ["a"], "version": ["1.0", "2.0"]}, "more than one value"),
+        ({"name": ["a"], "version": ["one"]}, "not a valid version"),
+    ]:
+        with pytest.raises(DocsRejected, match=phrase):
+            parse_docs_form(fields)
