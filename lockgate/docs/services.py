@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import lock_serial, record, utcnow_iso
@@ -266,6 +267,53 @@ def _valid(version: str) -> bool:
     except InvalidVersion:
         return False
     return True
+
+
+async def copy_docs_on_push(
+    session: AsyncSession,
+    source: IndexView,
+    target: IndexView,
+    project: str,
+    version: str,
+    actor: Actor,
+) -> int | None:
+    """A pushed release takes its documentation along, as devpi's push does (inside the
+    caller's write transaction, after the push's entry): one `docs.put` naming the same
+    zip, unless the target already has those docs, or other docs it may not replace."""
+    source_id = await release_id_of(session, source.id, project, version)
+    target_id = await release_id_of(session, target.id, project, version)
+    if source_id is None or target_id is None:
+        return None
+    docs = (
+        await session.execute(
+            select(ReleaseDocs)
+            .options(undefer(ReleaseDocs.text))
+            .where(ReleaseDocs.release_id == source_id)
+        )
+    ).scalar_one_or_none()
+    if docs is None:
+        return None
+    held = await session.get(ReleaseDocs, target_id)
+    if held is not None and (held.sha256 == docs.sha256 or not target.volatile):
+        return None
+    return await record(
+        session,
+        DocsPut(
+            user=target.user,
+            index=target.name,
+            project=project,
+            version=version,
+            sha256=docs.sha256,
+            size=docs.size,
+            members=docs.members,
+            unpacked_bytes=docs.unpacked_bytes,
+            uploaded_at=docs.uploaded_at,
+            uploader=docs.uploader,
+            text=docs.text,
+            text_truncated=docs.text_truncated,
+        ),
+        actor,
+    )
 
 
 # --- for search -------------------------------------------------------------------

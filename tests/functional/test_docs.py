@@ -505,3 +505,27 @@ def test_a_script_in_docs_cannot_read_lockgates_cookie(
     assert "fetch blocked" in result, result
     assert "s3cret-session" not in result, result
     no_server_errors(server)
+
+
+def test_a_pushed_release_takes_its_docs(
+    make_server: Callable[..., LockgateServer], tmp_path: Path
+) -> None:
+    """docs/reliability.md DOC-1: a push (devpi's JSON POST) copies the release's docs to
+    the target, as devpi's push does; the zip is the same blob."""
+    server = make_server()
+    set_up(server, tmp_path, "1.0")
+    server.create_index("alice/prod", ALICE, volatile=False)
+    assert post_docs(server, "alice/dev", "acme-utils", "1.0", doc_zip()).status_code == 200
+    before = blobs(server)
+    pushed = server.request(
+        "POST",
+        "/alice/dev",
+        auth=ALICE,
+        json={"name": "acme-utils", "version": "1.0", "targetindex": "alice/prod"},
+    )
+    assert pushed.status_code == 200, pushed.text
+    assert get(server, "/alice/prod/acme-utils/latest/+doc/").text == INDEX_HTML
+    rows = {row[0]: row for row in docs_rows(server)}
+    assert rows["alice/prod"][3:] == rows["alice/dev"][3:]
+    assert blobs(server) == before
+    no_server_errors(server)
