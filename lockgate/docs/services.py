@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,6 +315,24 @@ async def copy_docs_on_push(
         ),
         actor,
     )
+
+
+async def releases_with_docs(
+    session: AsyncSession, releases: AbstractSet[tuple[int, str, str]]
+) -> set[tuple[int, str, str]]:
+    """Of (index id, normalized project, version) keys, those whose release has docs."""
+    if not releases:
+        return set()
+    index_ids = {index_id for index_id, _, _ in releases}
+    rows = (
+        await session.execute(
+            select(Project.index_id, Project.name, Release.version)
+            .join(Release, Release.project_id == Project.id)
+            .join(ReleaseDocs, ReleaseDocs.release_id == Release.id)
+            .where(Project.index_id.in_(index_ids))
+        )
+    ).all()
+    return {key for row in rows if (key := (row.index_id, row.name, row.version)) in releases}
 
 
 # --- for search -------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from lockgate.catalog.lookup import lookup_project
 from lockgate.catalog.services import ProjectView, VisibleFile
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE, Database
+from lockgate.docs.services import releases_with_docs
 from lockgate.indexes.access import require_read
 from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
@@ -56,10 +58,19 @@ def _latest(view: ProjectView) -> str:
 
 @dataclass(frozen=True)
 class Workflow:
-    """lockgate's extension keys: test results per file, provenance per release."""
+    """lockgate's extension keys: test results per file, provenance per release;
+    and which releases have documentation (`info.docs_url`)."""
 
     results: dict[tuple[int, str], list[dict[str, Any]]]
     provenance: dict[tuple[int, str, str], dict[str, str]]
+    documented: AbstractSet[tuple[int, str, str]] = frozenset()
+
+    def docs_url_of(self, f: VisibleFile, docs_base: str) -> str | None:
+        """The release's documentation (`+doc/`) on the index holding it, if any."""
+        key = (f.index.id, canonicalize_name(f.project), f.version)
+        if key not in self.documented:
+            return None
+        return f"{docs_base}/{f.index.path}/{key[1]}/{f.version}/+doc/"
 
     def results_of(self, f: VisibleFile, base: str) -> list[dict[str, Any]]:
         shown = []
@@ -78,12 +89,12 @@ async def _workflow(db: Database, files: list[VisibleFile]) -> Workflow:
     stage = [f for f in files if not f.index.is_mirror]
     if not stage:
         return Workflow({}, {})
+    releases = {(f.index.id, canonicalize_name(f.project), f.version) for f in stage}
     async with db.read() as session:
         results = await results_of_files(session, {(f.index.id, f.filename) for f in stage})
-        provenance = await provenance_of_releases(
-            session, {(f.index.id, canonicalize_name(f.project), f.version) for f in stage}
-        )
-    return Workflow(results, provenance)
+        provenance = await provenance_of_releases(session, releases)
+        documented = await releases_with_docs(session, releases)
+    return Workflow(results, provenance, documented)
 
 
 def _file_json(f: VisibleFile, base: str, workflow: Workflow | None = None) -> dict[str, Any]:
@@ -117,7 +128,12 @@ def _file_json(f: VisibleFile, base: str, workflow: Workflow | None = None) -> d
 
 
 def _info(
-    view: ProjectView, version: str, base: str, index_path: str, workflow: Workflow
+    view: ProjectView,
+    version: str,
+    base: str,
+    index_path: str,
+    workflow: Workflow,
+    docs_base: str | None = None,
 ) -> dict[str, Any]:
     files = [f for f in view.files if f.version == version]
     metadata: dict[str, Any] = files[0].metadata if files else {}
@@ -148,7 +164,8 @@ def _info(
             "package_url": project_url,
             "project_url": project_url,
             "release_url": f"{project_url}{version}/",
-            "docs_url": None,
+            # lockgate serves uploaded documentation (README "Documentation")
+            "docs_url": workflow.docs_url_of(files[0], docs_base or base) if files else None,
             "bugtrack_url": None,
             "downloads": {"last_day": -1, "last_week": -1, "last_month": -1},
             "yanked": any(f.yanked for f in files),
@@ -194,7 +211,7 @@ async def project_json(request: web.Request) -> web.Response:
     shown = view.files if version is None else [f for f in view.files if f.version == selected]
     workflow = await _workflow(db, shown)
     body: dict[str, Any] = {
-        "info": _info(view, selected, base, index.path, workflow),
+        "info": _info(view, selected, base, index.path, workflow, request.app[SETTINGS].docs_url),
         "last_serial": serial,
         "urls": [_file_json(f, base, workflow) for f in view.files if f.version == selected],
         "vulnerabilities": [],

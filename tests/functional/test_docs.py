@@ -151,6 +151,11 @@ def test_upload_serve_latest_and_not_found(
     newer = doc_zip(**{"index.html": "<html><body>Version two docs</body></html>"})
     assert post_docs(server, "alice/dev", "Acme_Utils", "2.0", newer).status_code == 200
 
+    # The JSON API points at them (PyPI's `info.docs_url`), only where there are docs.
+    info = server.get("/alice/dev/pypi/acme-utils/1.0/json").json()["info"]
+    assert info["docs_url"] == f"{server.url}{base}/1.0/+doc/"
+    assert server.get("/alice/dev/pypi/acme-utils/3.0/json").json()["info"]["docs_url"] is None
+
     page = get(server, f"{base}/1.0/+doc/index.html")
     assert page.status_code == 200 and page.text == INDEX_HTML
     assert page.headers["Content-Type"].startswith("text/html")
