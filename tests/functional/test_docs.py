@@ -398,8 +398,10 @@ def test_docs_url_sends_doc_requests_to_the_docs_origin(
         there = requests.get(moved.headers["Location"], timeout=30)
         sandboxed(there)
         assert there.status_code == 200 and there.text == INDEX_HTML
-        # Everything else stays where it is.
+        # Everything else stays where it is; the JSON API links to the docs origin.
         assert server.get("/alice/dev/+simple/acme-utils/").status_code == 200
+        info = server.get("/alice/dev/pypi/acme-utils/1.0/json").json()["info"]
+        assert info["docs_url"] == f"http://localhost:{server.port}/alice/dev/acme-utils/1.0/+doc/"
     finally:
         server.stop()
     no_server_errors(server)
