@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from lockgate.accounts.auth import page_principal
 from lockgate.accounts.services import list_users
 from lockgate.db.session import DATABASE
-from lockgate.indexes.access import readable_indexes
+from lockgate.indexes.access import may_read
 from lockgate.indexes.services import user_indexes
 from lockgate.web.templates import render_page
 
@@ -19,7 +20,8 @@ async def root_page(request: web.Request) -> web.Response:
             (user, await user_indexes(session, user.name)) for user in await list_users(session)
         ]
     everything = [index for _, indexes in listing for index in indexes]
-    shown = {index.path for index in await readable_indexes(request, everything)}
+    principal = await page_principal(request)
+    shown = {index.path for index in everything if may_read(principal, index.path, index.readers)}
     users = [
         (user, [index for index in indexes if index.path in shown]) for user, indexes in listing
     ]

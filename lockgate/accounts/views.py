@@ -20,6 +20,7 @@ from lockgate.accounts.services import (
     require_user,
 )
 from lockgate.accounts.tokens import (
+    TokenInfo,
     TokenSpec,
     create_token,
     list_tokens,
@@ -29,7 +30,7 @@ from lockgate.accounts.tokens import (
 )
 from lockgate.changelog.codec import Actor
 from lockgate.config import SETTINGS
-from lockgate.db.session import DATABASE
+from lockgate.db.session import DATABASE, Database
 from lockgate.errors import BadRequest, Forbidden, Unauthorized
 from lockgate.http.requests import api_response, read_json_object
 from lockgate.indexes.access import readable_indexes
@@ -131,6 +132,22 @@ def _within(principal: Principal, spec: TokenSpec) -> None:
         )
 
 
+async def issue_token(
+    db: Database, user: str, spec: TokenSpec, actor: Actor
+) -> tuple[TokenInfo, str]:
+    """A new token and its secret, as `POST /{user}/+tokens` and the token form make it:
+    the indexes it is limited to must exist; the secret is returned once, never stored."""
+    async with db.read() as session:
+        for path in spec.indexes or ():
+            owner, name = path.split("/")
+            if await get_index(session, owner, name) is None:
+                raise BadRequest(f"index {path} does not exist")
+    secret = new_secret()
+    async with db.write() as session:
+        token = await create_token(session, user, spec, secret, actor)
+    return token, secret
+
+
 async def create_token_view(request: web.Request) -> web.Response:
     """`POST /{user}/+tokens`: a new token; its secret is in this answer only."""
     user = request.match_info["user"]
@@ -139,14 +156,7 @@ async def create_token_view(request: web.Request) -> web.Response:
     spec = parse_token_request(data)
     _within(principal, spec)
     db = request.app[DATABASE]
-    async with db.read() as session:
-        for path in spec.indexes or ():
-            owner, name = path.split("/")
-            if await get_index(session, owner, name) is None:
-                raise BadRequest(f"index {path} does not exist")
-    secret = new_secret()
-    async with db.write() as session:
-        token = await create_token(session, user, spec, secret, principal.actor)
+    token, secret = await issue_token(db, user, spec, principal.actor)
     return api_response("token", {**token.to_api(), "token": secret}, status=201, serial=db.serial)
 
 

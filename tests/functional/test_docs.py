@@ -487,7 +487,7 @@ PROBE_HTML = """<!doctype html><html><head><title>probe</title></head><body>
   catch (e) { out.push("storage blocked: " + e.name); }
   out.push("origin=" + self.origin);
   try {
-    const answer = await fetch("/+status", {credentials: "include"});
+    const answer = await fetch("/alice/+manage", {credentials: "include"});
     out.push("fetch read: " + answer.status);
   } catch (e) { out.push("fetch blocked: " + e.name); }
   document.getElementById("out").textContent = out.join("; ");
@@ -499,20 +499,24 @@ PROBE_HTML = """<!doctype html><html><head><title>probe</title></head><body>
 def test_a_script_in_docs_cannot_read_lockgates_cookie(
     server: LockgateServer, browser: Browser, tmp_path: Path
 ) -> None:
-    """docs/reliability.md DOC-7 in a real browser: lockgate's origin holds a session
-    cookie its own scripts can read; a script in uploaded docs runs, but in an opaque
-    origin, and reads neither that cookie nor storage nor an answer of lockgate."""
+    """docs/reliability.md DOC-7 (and WM-9's doc case) in a real browser: alice is signed
+    in (lockgate's session cookie), and lockgate's origin also holds a cookie its own
+    scripts can read; a script in uploaded docs runs, but in an opaque origin, and reads
+    neither cookie nor storage, nor alice's management page with her session."""
     set_up(server, tmp_path, "1.0")
     probe = doc_zip(**{"probe.html": PROBE_HTML})
     assert post_docs(server, "alice/dev", "acme-utils", "1.0", probe).status_code == 200
     with page_context(browser, server.url) as (context, _outside):
-        context.add_cookies(
-            [{"name": "lockgate_session", "value": "s3cret-session", "url": server.url}]
-        )
         own = context.new_page()
-        assert own.goto("/") is not None
-        # The control: lockgate's own origin can read the cookie.
-        assert "s3cret-session" in own.evaluate("document.cookie")
+        own.goto("/+login")
+        own.get_by_label("User name").fill("alice")
+        own.get_by_label("Password").fill("alice-pw")
+        own.get_by_role("button", name="Log in").click()
+        own.wait_for_url(server.url + "/")
+        assert "lockgate_session" in {c["name"] for c in context.cookies()}
+        context.add_cookies([{"name": "probe", "value": "s3cret-cookie", "url": server.url}])
+        # The control: lockgate's own origin can read that cookie.
+        assert "s3cret-cookie" in own.evaluate("document.cookie")
         page = context.new_page()
         response = page.goto("/alice/dev/acme-utils/1.0/+doc/probe.html")
         assert response is not None and response.status == 200
@@ -523,7 +527,7 @@ def test_a_script_in_docs_cannot_read_lockgates_cookie(
     assert "storage blocked: SecurityError" in result, result
     assert "origin=null" in result, result
     assert "fetch blocked" in result, result
-    assert "s3cret-session" not in result, result
+    assert "s3cret-cookie" not in result and "fetch read" not in result, result
     no_server_errors(server)
 
 
