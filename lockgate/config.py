@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from aiohttp import web
@@ -17,6 +18,10 @@ SQLITE_FILENAME = "lockgate.sqlite"
 DEFAULT_PORT = 3141
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+# Documentation zips (docs/): the upload, what it may unpack to, how many members.
+DEFAULT_DOCS_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+DEFAULT_DOCS_MAX_UNPACKED_BYTES = 200 * 1024 * 1024
+DEFAULT_DOCS_MAX_MEMBERS = 20_000
 
 
 PRIMARY_PASSWORD_REFUSED = (
@@ -34,6 +39,24 @@ def parse_allow(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return tuple(str(part).strip() for part in value if str(part).strip())
+
+
+def parse_docs_url(value: Any) -> str | None:
+    """`docs_url`: an origin (scheme, host, optional port), nothing after it, since
+    documentation paths are this server's own paths under that origin."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"docs_url must be an http(s) origin such as https://docs.example, not {value!r}"
+        )
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(
+            f"docs_url must be an origin only (scheme://host[:port]), without a path: {value!r}"
+        )
+    return text
 
 
 def default_serverdir() -> Path:
@@ -76,6 +99,13 @@ class Settings:
     primary_token: str | None = None
     # Set when the retired primary_password setting is still given (serve refuses it).
     primary_password_given: bool = False
+    # Where browsers are sent for documentation pages (an origin such as
+    # https://docs.pypi.corp reaching this same server), so that untrusted doc HTML
+    # never runs on lockgate's own origin; None serves docs here (sandboxed anyway).
+    docs_url: str | None = None
+    docs_max_upload_bytes: int = DEFAULT_DOCS_MAX_UPLOAD_BYTES
+    docs_max_unpacked_bytes: int = DEFAULT_DOCS_MAX_UNPACKED_BYTES
+    docs_max_members: int = DEFAULT_DOCS_MAX_MEMBERS
 
     @property
     def is_replica(self) -> bool:
@@ -132,6 +162,12 @@ def load_settings(serverdir: Path, **flags: Any) -> Settings:
         primary_url=(str(pick("primary_url", "")).rstrip("/") or None),
         primary_token=(str(pick("primary_token", "")) or None),
         primary_password_given=pick("primary_password", None) is not None,
+        docs_url=parse_docs_url(pick("docs_url", None)),
+        docs_max_upload_bytes=int(pick("docs_max_upload_bytes", DEFAULT_DOCS_MAX_UPLOAD_BYTES)),
+        docs_max_unpacked_bytes=int(
+            pick("docs_max_unpacked_bytes", DEFAULT_DOCS_MAX_UNPACKED_BYTES)
+        ),
+        docs_max_members=int(pick("docs_max_members", DEFAULT_DOCS_MAX_MEMBERS)),
     )
 
 

@@ -16,6 +16,7 @@ from lockgate.db.base import Base
 
 def _entry_modules() -> tuple[ModuleType, ...]:
     from lockgate.accounts import entries as accounts
+    from lockgate.docs import entries as docs
     from lockgate.hooks import entries as hooks
     from lockgate.indexes import entries as indexes
     from lockgate.mirror import entries as mirror
@@ -24,7 +25,7 @@ def _entry_modules() -> tuple[ModuleType, ...]:
     from lockgate.transfer import entries as transfer
     from lockgate.workflow import entries as workflow
 
-    return (accounts, indexes, packages, mirror, namespaces, transfer, hooks, workflow)
+    return (accounts, indexes, packages, mirror, namespaces, transfer, hooks, workflow, docs)
 
 
 def build_registry() -> EntryRegistry:
@@ -40,6 +41,7 @@ def load_all_models() -> MetaData:
     from lockgate.accounts import models as _accounts  # noqa: F401
     from lockgate.changelog import models as _changelog  # noqa: F401
     from lockgate.db import models as _db  # noqa: F401
+    from lockgate.docs import models as _docs  # noqa: F401
     from lockgate.downloads import models as _downloads  # noqa: F401
     from lockgate.hooks import models as _hooks  # noqa: F401
     from lockgate.indexes import models as _indexes  # noqa: F401

@@ -9,8 +9,6 @@ what pip would get.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 from markupsafe import Markup
 from packaging.utils import canonicalize_name
@@ -31,11 +29,6 @@ from lockgate.storage.blobs import BLOBS
 from lockgate.web.templates import render_fragment, render_page
 
 MAX_FILTER_CHARS = 100
-
-# Where a release's documentation is, if any (the docs domain registers its answer
-# here; without one the page says none was uploaded).
-DocsLocator = Callable[[web.Request, IndexView, str, str], Awaitable[str | None]]
-DOCS_LOCATORS: list[DocsLocator] = []
 
 
 def _base_url(request: web.Request) -> str:
@@ -174,9 +167,7 @@ async def _render_details(
         raise NotFound(
             f"release {details.view.display_name} {version} not found on index {details.index.path}"
         )
-    docs_url = None
-    for locate in DOCS_LOCATORS:
-        docs_url = docs_url or await locate(request, details.index, details.view.name, version)
+    docs_url = release.docs_url
     urls = meta.get("project_urls") if isinstance(meta.get("project_urls"), list) else []
     project_urls = [
         (label.strip(), url.strip())

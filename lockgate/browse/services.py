@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.catalog.lookup import Lookup
 from lockgate.catalog.services import ProjectView, VisibleFile, project_origins
+from lockgate.docs.services import releases_with_docs
 from lockgate.downloads.services import daily_downloads, file_downloads
 from lockgate.indexes.services import IndexView
 from lockgate.mirror.models import MirrorCachedFile
@@ -108,6 +109,7 @@ class VersionSummary:
     upload_time: str | None
     origins: list[Origin]
     files: list[FileDetails]
+    docs_url: str | None = None  # the release's uploaded documentation, where it is
 
     @property
     def cached_files(self) -> int:
@@ -192,6 +194,9 @@ async def project_details(
         session, {(f.index.id, canonicalize_name(f.project), f.version) for f in stage_files}
     )
     cached = await _cached_mirror_files(session, view.files)
+    documented = await releases_with_docs(
+        session, {(f.index.id, canonicalize_name(f.project), f.version) for f in stage_files}
+    )
     holders = sorted({f.index.path for f in view.files} | {found.index.path})
     downloads = await file_downloads(session, holders, view.name)
     daily = await daily_downloads(session, holders, view.name)
@@ -243,6 +248,14 @@ async def project_details(
             for f in files
         ]
         times = [f.upload_time for f in files if f.upload_time]
+        docs_at = next(
+            (
+                f"/{f.index.path}/{view.name}/{ver}/+doc/"
+                for f in files
+                if (f.index.id, canonicalize_name(f.project), f.version) in documented
+            ),
+            None,
+        )
         summaries.append(
             VersionSummary(
                 version=ver,
@@ -251,6 +264,7 @@ async def project_details(
                 upload_time=min(times) if times else None,
                 origins=list(origins.values()),
                 files=details,
+                docs_url=docs_at,
             )
         )
     details_of = ProjectDetails(

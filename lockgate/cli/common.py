@@ -26,7 +26,10 @@ def ready_settings(serverdir: Path | None) -> Settings:
     """Settings of an existing, migrated server directory, or a clear error."""
     from lockgate.serverdir import ServerDirError, check_serveable
 
-    settings = load_settings(resolve_serverdir(serverdir))
+    try:
+        settings = load_settings(resolve_serverdir(serverdir))
+    except ValueError as exc:  # a setting lockgate.toml spells wrong (docs_url)
+        raise click.ClickException(str(exc)) from None
     try:
         check_serveable(settings)
     except ServerDirError as exc:

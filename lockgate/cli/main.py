@@ -124,6 +124,24 @@ def init(
     default=None,
     help="URL clients use to reach this server, behind a TLS proxy (e.g. https://pypi.corp).",
 )
+@click.option(
+    "--docs-url",
+    default=None,
+    help="Origin that serves documentation pages (e.g. https://docs.pypi.corp, the same "
+    "server under another host name); doc requests on other hosts are redirected there.",
+)
+@click.option(
+    "--docs-max-upload-bytes",
+    type=int,
+    default=None,
+    help="Largest documentation zip accepted (default 50 MiB).",
+)
+@click.option(
+    "--docs-max-unpacked-bytes",
+    type=int,
+    default=None,
+    help="Most a documentation zip may unpack to (default 200 MiB).",
+)
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
 @click.option(
     "--workers",
@@ -147,6 +165,9 @@ def serve(
     primary_token: str | None,
     primary_password: str | None,
     public_url: str | None,
+    docs_url: str | None,
+    docs_max_upload_bytes: int | None,
+    docs_max_unpacked_bytes: int | None,
     log_format: str | None,
     workers: int | None,
 ) -> None:
@@ -179,8 +200,14 @@ def serve(
         "primary_token": primary_token,
         "primary_password": primary_password,
         "log_format": log_format,
+        "docs_url": docs_url,
+        "docs_max_upload_bytes": docs_max_upload_bytes,
+        "docs_max_unpacked_bytes": docs_max_unpacked_bytes,
     }
-    settings = load_settings(path, **flags)
+    try:
+        settings = load_settings(path, **flags)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if settings.primary_password_given:
         raise click.ClickException(PRIMARY_PASSWORD_REFUSED)
     if settings.is_replica and not settings.primary_token:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from lockgate.catalog.lookup import confirm_mirrors, lookup_project
 from lockgate.catalog.services import ProjectView, VisibleFile
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE, Database
+from lockgate.docs.services import releases_with_docs
 from lockgate.downloads.services import DOWNLOADS, daily_downloads, summary
 from lockgate.http.pagecache import PAGES
 from lockgate.indexes.access import require_read
@@ -59,10 +61,19 @@ def _latest(view: ProjectView) -> str:
 
 @dataclass(frozen=True)
 class Workflow:
-    """lockgate's extension keys: test results per file, provenance per release."""
+    """lockgate's extension keys: test results per file, provenance per release;
+    and which releases have documentation (`info.docs_url`)."""
 
     results: dict[tuple[int, str], list[dict[str, Any]]]
     provenance: dict[tuple[int, str, str], dict[str, str]]
+    documented: AbstractSet[tuple[int, str, str]] = frozenset()
+
+    def docs_url_of(self, f: VisibleFile, docs_base: str) -> str | None:
+        """The release's documentation (`+doc/`) on the index holding it, if any."""
+        key = (f.index.id, canonicalize_name(f.project), f.version)
+        if key not in self.documented:
+            return None
+        return f"{docs_base}/{f.index.path}/{key[1]}/{f.version}/+doc/"
 
     def results_of(self, f: VisibleFile, base: str) -> list[dict[str, Any]]:
         shown = []
@@ -81,12 +92,12 @@ async def _workflow(db: Database, files: list[VisibleFile]) -> Workflow:
     stage = [f for f in files if not f.index.is_mirror]
     if not stage:
         return Workflow({}, {})
+    releases = {(f.index.id, canonicalize_name(f.project), f.version) for f in stage}
     async with db.read() as session:
         results = await results_of_files(session, {(f.index.id, f.filename) for f in stage})
-        provenance = await provenance_of_releases(
-            session, {(f.index.id, canonicalize_name(f.project), f.version) for f in stage}
-        )
-    return Workflow(results, provenance)
+        provenance = await provenance_of_releases(session, releases)
+        documented = await releases_with_docs(session, releases)
+    return Workflow(results, provenance, documented)
 
 
 def _file_json(f: VisibleFile, base: str, workflow: Workflow | None = None) -> dict[str, Any]:
@@ -126,6 +137,7 @@ def _info(
     index_path: str,
     workflow: Workflow,
     downloads: dict[str, int],
+    docs_base: str | None = None,
 ) -> dict[str, Any]:
     files = [f for f in view.files if f.version == version]
     metadata: dict[str, Any] = files[0].metadata if files else {}
@@ -156,7 +168,8 @@ def _info(
             "package_url": project_url,
             "project_url": project_url,
             "release_url": f"{project_url}{version}/",
-            "docs_url": None,
+            # lockgate serves uploaded documentation (README "Documentation")
+            "docs_url": workflow.docs_url_of(files[0], docs_base or base) if files else None,
             "bugtrack_url": None,
             # this node's counts of the project's files (today, 7 and 30 days, UTC)
             "downloads": downloads,
@@ -221,7 +234,9 @@ async def project_json(request: web.Request) -> web.Response:
     async with db.read() as session:
         downloads = summary(await daily_downloads(session, holders, view.name))
     body: dict[str, Any] = {
-        "info": _info(view, selected, base, index.path, workflow, downloads),
+        "info": _info(
+            view, selected, base, index.path, workflow, downloads, request.app[SETTINGS].docs_url
+        ),
         "last_serial": serial,
         "urls": [_file_json(f, base, workflow) for f in view.files if f.version == selected],
         "vulnerabilities": [],

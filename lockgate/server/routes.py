@@ -14,6 +14,7 @@ from lockgate.accounts import pages as account_pages
 from lockgate.accounts import views as accounts
 from lockgate.accounts.forms import form_view
 from lockgate.browse import pages as browse
+from lockgate.docs import views as docs
 from lockgate.downloads.views import counted
 from lockgate.errors import NotFound
 from lockgate.hooks import forms as hook_forms
@@ -141,6 +142,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", project_page)
     r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", project_page)
     release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}"
+    # Documentation out of the release's zip (any member path; `latest` as version).
+    r.add_get(f"{release}/+doc", docs.serve_docs)
+    r.add_get(f"{release}/+doc/{{relpath:.*}}", docs.serve_docs, name="docs")
     r.add_get(release, page_or(browse.version_page, browse.release_for_clients))
     r.add_delete(release, packages.delete_release_view)
     r.add_patch(release, packages.patch_release)

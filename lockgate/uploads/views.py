@@ -20,6 +20,8 @@ from lockgate.accounts.auth import WRONG_PASSWORD, authenticate
 from lockgate.changelog.codec import Actor
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
+from lockgate.docs.services import is_docs_upload
+from lockgate.docs.views import upload_docs
 from lockgate.errors import BadRequest, Forbidden, Unauthorized
 from lockgate.indexes.services import require_index
 from lockgate.storage.blobs import BLOBS, BlobStore, Digests, HashingWriter
@@ -42,7 +44,7 @@ SLASH_IN_FILENAME = "Cannot upload a file with '/' or '\\' in the name."
 
 
 async def _read_body(
-    request: web.Request, blobs: BlobStore, limit: int
+    request: web.Request, blobs: BlobStore, limit: int, docs_limit: int
 ) -> tuple[dict[str, list[str]], str | None, Path | None, Digests | None]:
     """Read the multipart form: text fields into memory, `content` into a temp file."""
     fields: dict[str, list[str]] = {key: list(request.query.getall(key)) for key in request.query}
@@ -77,7 +79,12 @@ async def _read_body(
                 filename = part.filename
                 handle, temp = blobs.new_temp()
                 project = (fields.get("name") or [filename.split("-")[0]])[0]
-                digests = await _stream_to_file(part, handle, limit, project)
+                # devpi-client sends `:action` before the file: a documentation zip
+                # has its own cap (docs/reliability.md DOC-6).
+                if is_docs_upload(fields):
+                    digests = await _stream_to_file(part, handle, docs_limit, project, "docs")
+                else:
+                    digests = await _stream_to_file(part, handle, limit, project)
             elif part.filename is not None and part.name != "gpg_signature":
                 raise BadRequest(f"{part.name}: Should not be a tuple.")
             elif part.name == "gpg_signature":
@@ -122,7 +129,7 @@ def _format_limit(limit: int) -> str:
 
 
 async def _stream_to_file(
-    part: BodyPartReader, handle: IO[bytes], limit: int, project: str
+    part: BodyPartReader, handle: IO[bytes], limit: int, project: str, what: str = "file"
 ) -> Digests:
     writer = HashingWriter(handle)
     with handle:
@@ -133,6 +140,12 @@ async def _stream_to_file(
             # Hashing and writing run off the event loop (three digests per chunk).
             await asyncio.to_thread(writer.write, chunk)
             if writer.size > limit:
+                if what == "docs":
+                    raise UploadRejected(
+                        f"Documentation too large. Limit for documentation zips is "
+                        f"{_format_limit(limit)}.",
+                        413,
+                    )
                 raise BadRequest(
                     f"File too large. Limit for project '{project}' is {_format_limit(limit)}."
                 )
@@ -164,15 +177,23 @@ async def upload(request: web.Request) -> web.Response:
     async with db.read() as session:
         index = await require_index(session, user, index_name)
     require_stage(index)
-    limit = settings.max_upload_bytes
+    limit = max(settings.max_upload_bytes, settings.docs_max_upload_bytes)
     if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
         # Refuse before reading a byte of a body that cannot fit (clients sending
         # `Expect: 100-continue` never send it at all).
         raise UploadRejected(
-            f"File too large. Limit for uploads to {index.path} is {_format_limit(limit)}.", 413
+            f"File too large. Limit for uploads to {index.path} is "
+            f"{_format_limit(settings.max_upload_bytes)} (documentation zips: "
+            f"{_format_limit(settings.docs_max_upload_bytes)}).",
+            413,
         )
-    fields, filename, temp, digests = await _read_body(request, blobs, settings.max_upload_bytes)
+    fields, filename, temp, digests = await _read_body(
+        request, blobs, settings.max_upload_bytes, settings.docs_max_upload_bytes
+    )
     try:
+        if is_docs_upload(fields):
+            # devpi's `:action=doc_upload` (devpi upload --with-docs): lockgate/docs.
+            return await upload_docs(request, actor, index, fields, temp, digests)
         _, checked = await check_upload(db, actor, index, fields, filename, temp, digests)
         assert filename is not None and temp is not None and digests is not None
         stored = await store_upload(db, blobs, index, actor, filename, temp, digests, checked)

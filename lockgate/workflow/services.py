@@ -31,6 +31,7 @@ from lockgate.accounts.services import ROOT_USER
 from lockgate.changelog.codec import SYSTEM, Actor
 from lockgate.changelog.writer import lock_serial, record, utcnow_iso
 from lockgate.db.session import Database
+from lockgate.docs.services import copy_docs_on_push
 from lockgate.errors import BadRequest, Conflict, Forbidden, NotFound
 from lockgate.indexes.config import StageConfig
 from lockgate.indexes.models import Index
@@ -288,7 +289,7 @@ async def plan_push(
 
 
 async def _record_push(session: AsyncSession, plan: PushPlan, actor: Actor) -> int:
-    return await record(
+    serial = await record(
         session,
         ReleasePush(
             user=plan.target.user,
@@ -305,6 +306,11 @@ async def _record_push(session: AsyncSession, plan: PushPlan, actor: Actor) -> i
         ),
         actor,
     )
+    # The release's documentation goes along (devpi's push does the same).
+    docs_serial = await copy_docs_on_push(
+        session, plan.source, plan.target, plan.project, plan.version, actor
+    )
+    return docs_serial or serial
 
 
 # --- promotion --------------------------------------------------------------------
