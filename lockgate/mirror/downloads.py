@@ -77,6 +77,10 @@ class DownloadCoordinator:
         self._running: dict[tuple[str, str], Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def running(self, index: IndexView, filename: str) -> Download | None:
+        """The download of this file in progress, if any."""
+        return self._running.get((index.path, filename))
+
     def start(
         self,
         index: IndexView,
