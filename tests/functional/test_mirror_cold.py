@@ -294,6 +294,10 @@ def test_synthesized_metadata_has_one_hash_on_primary_and_replica(
         json={"name": "replica", "scopes": ["replicate"]},
     ).json()["result"]["token"]
     replica = make_server("replica", primary=primary.url, primary_token=token)
+    deadline = time.monotonic() + WAIT
+    while replica.serial() < primary.serial():
+        assert time.monotonic() < deadline, "the replica never caught up"
+        time.sleep(0.3)
     big = _file(upstream, "libbig", "libbig-1.0-py3-none-any.whl")
     entry = _page(replica, "libbig")[big.filename]
     assert entry["core-metadata"] is True
