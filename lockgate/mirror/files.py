@@ -81,12 +81,13 @@ class MirrorFiles:
         self.upstream = upstream
         self.blobs = blobs
         self.downloads = DownloadCoordinator(blobs, upstream)
-        self._synthesizing: dict[tuple[str, str], asyncio.Task[str]] = {}
+        self._synthesizing: dict[tuple[str, str], asyncio.Future[str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
-        for task in list(self._synthesizing.values()):
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._synthesizing.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.downloads.close()
 
     async def listed_file(self, index: IndexView, filename: str) -> ListedFile | None:
@@ -211,26 +212,60 @@ class MirrorFiles:
 
     async def synthesize_metadata(self, index: IndexView, listed: ListedFile) -> str:
         """The sha256 of a wheel's `.metadata` made by lockgate (the upstream has none);
-        one run per file however many clients ask, and it outlives a client leaving."""
-        key = (index.path, listed.filename)
-        task = self._synthesizing.get(key)
-        if task is None:
-            task = asyncio.create_task(self._synthesize(index, listed))
-            self._synthesizing[key] = task
-            task.add_done_callback(lambda _t: self._synthesizing.pop(key, None))
-        return await asyncio.shield(task)
+        one run per file however many clients ask, and it outlives a client leaving.
 
-    async def _synthesize(self, index: IndexView, listed: ListedFile) -> str:
+        Callers get the sha256 as soon as the blob is durable; the run then records
+        its entry (and stays the one run for this file until it has)."""
+        key = (index.path, listed.filename)
+        ready = self._synthesizing.get(key)
+        if ready is None:
+            ready = asyncio.get_running_loop().create_future()
+            ready.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._synthesizing[key] = ready
+            task = asyncio.create_task(self._synthesis_run(index, listed, ready))
+            self._tasks.add(task)
+
+            def finished(task: asyncio.Task[None]) -> None:
+                self._tasks.discard(task)
+                self._synthesizing.pop(key, None)
+
+            task.add_done_callback(finished)
+        return await asyncio.shield(ready)
+
+    async def _synthesis_run(
+        self, index: IndexView, listed: ListedFile, ready: asyncio.Future[str]
+    ) -> None:
+        try:
+            sha256 = await self._synthesize(index, listed, ready)
+        except asyncio.CancelledError:
+            ready.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the callers, or logged
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                log.warning(
+                    "recording synthesized metadata failed",
+                    filename=listed.filename,
+                    reason=str(exc),
+                )
+            return
+        if not ready.done():
+            ready.set_result(sha256)
+
+    async def _synthesize(
+        self, index: IndexView, listed: ListedFile, ready: asyncio.Future[str]
+    ) -> str:
         filename = listed.filename
         if listed.cached_sha256 and self.blobs.exists(listed.cached_sha256):
             path = self.blobs.path(listed.cached_sha256)
             metadata = await asyncio.to_thread(extract_wheel_metadata, path, filename)
-            return await self._keep_metadata(index, filename, metadata)
+            return await self._keep_metadata(index, filename, metadata, ready)
         if self.downloads.running(index, filename) is None and not (
             self.upstream.ranges_unsupported(index)
         ):
             try:
-                return await self._metadata_by_ranges(index, listed)
+                return await self._metadata_by_ranges(index, listed, ready)
             except RangeNotHonoured:
                 pass
             except Unreadable as exc:
@@ -244,10 +279,17 @@ class MirrorFiles:
         sha256 = await self._metadata_from_download(index, listed)
         if sha256 is not None:
             return sha256
-        return await self._keep_metadata(index, filename, None)
+        return await self._keep_metadata(index, filename, None, ready)
 
-    async def _keep_metadata(self, index: IndexView, filename: str, metadata: bytes | None) -> str:
-        """Record the METADATA read (its blob sha256), or that there is none (NotFound)."""
+    async def _keep_metadata(
+        self,
+        index: IndexView,
+        filename: str,
+        metadata: bytes | None,
+        ready: asyncio.Future[str],
+    ) -> str:
+        """Record the METADATA read (its blob sha256), or that there is none (NotFound).
+        Waiting clients are answered once the blob is durable, before the commit."""
         if metadata is None:
             await record_alone(
                 self.db,
@@ -263,6 +305,8 @@ class MirrorFiles:
             log.warning("mirrored wheel has no readable METADATA", filename=filename)
             raise NotFound(f"{filename} has no readable METADATA, so no .metadata is available")
         sha256 = await asyncio.to_thread(self.blobs.put_bytes, metadata)
+        if not ready.done():
+            ready.set_result(sha256)
         await record_alone(
             self.db,
             MirrorMetadata(
@@ -294,7 +338,9 @@ class MirrorFiles:
                 )
             ).scalar_one_or_none()
 
-    async def _metadata_by_ranges(self, index: IndexView, listed: ListedFile) -> str:
+    async def _metadata_by_ranges(
+        self, index: IndexView, listed: ListedFile, ready: asyncio.Future[str]
+    ) -> str:
         """METADATA from the upstream's range support, recorded (its blob sha256); a
         small wheel arrives whole in the first answer and is verified and cached."""
         url = listed.url
@@ -305,7 +351,7 @@ class MirrorFiles:
                 f"its page says {listed.size}"
             )
         if first.start == 0 and len(first.data) == first.total:
-            return await self._cache_whole(index, listed, first.data)
+            return await self._cache_whole(index, listed, first.data, ready)
 
         async def read(start: int, end: int) -> bytes:
             answer = await self.upstream.fetch_range(
@@ -320,9 +366,11 @@ class MirrorFiles:
 
         tail = Tail(first.data, first.start, first.total)
         metadata = await read_metadata(tail, read, decompress, MAX_METADATA_BYTES)
-        return await self._keep_metadata(index, listed.filename, metadata)
+        return await self._keep_metadata(index, listed.filename, metadata, ready)
 
-    async def _cache_whole(self, index: IndexView, listed: ListedFile, data: bytes) -> str:
+    async def _cache_whole(
+        self, index: IndexView, listed: ListedFile, data: bytes, ready: asyncio.Future[str]
+    ) -> str:
         """The whole (small) wheel came with the first range answer: check it as a
         download would be checked, keep it, and read its METADATA from it."""
         digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
@@ -338,6 +386,7 @@ class MirrorFiles:
         metadata_sha256 = None
         if metadata is not None:
             metadata_sha256 = await asyncio.to_thread(self.blobs.put_bytes, metadata)
+            ready.set_result(metadata_sha256)
         await record_alone(
             self.db,
             MirrorFile(
@@ -353,5 +402,5 @@ class MirrorFiles:
         )
         log.info("mirror file cached", index=index.path, filename=listed.filename, size=len(data))
         if metadata_sha256 is None:
-            return await self._keep_metadata(index, listed.filename, None)
+            return await self._keep_metadata(index, listed.filename, None, ready)
         return metadata_sha256

@@ -20,7 +20,7 @@ from lockgate.errors import BadGateway, NotFound
 from lockgate.http.files import FILE_CACHE_CONTROL, StoredFile, blob_response, file_memo_key
 from lockgate.http.pagecache import FILES
 from lockgate.indexes.services import IndexView
-from lockgate.mirror.downloads import CHUNK, HOLD_BACK, Download
+from lockgate.mirror.downloads import CHUNK, Download
 from lockgate.mirror.files import ListedFile, MirrorFiles
 from lockgate.mirror.services import MIRROR
 from lockgate.mirror.upstream import RangeNotHonoured, UpstreamBadData, UpstreamUnavailable
@@ -54,6 +54,16 @@ async def serve_mirror_file(
             # The upstream has none: lockgate reads the wheel's own (MC-5).
             return blob_response(request, await files.synthesize_metadata(index, listed), OCTETS)
         return blob_response(request, await files.fetch_metadata(index, listed), OCTETS)
+    if (
+        not want_metadata
+        and listed.cached_sha256 is None
+        and listed.sha256
+        and request.app[BLOBS].exists(listed.sha256)
+    ):
+        # The blob named by the page's sha256 is that very file, verified, and its
+        # entry is on its way (a small wheel cached while its `.metadata` was made):
+        # serve it rather than fetch it a second time.
+        return blob_response(request, listed.sha256, OCTETS)
     if (
         not want_metadata
         and listed.cached_sha256
@@ -176,9 +186,9 @@ async def _range_from_download(
     assert span is not None
     start, end = span
     await download.wait_for(
-        lambda: download.done or download.error is not None or download.written - HOLD_BACK >= end
+        lambda: download.done or download.error is not None or download.readable >= end
     )
-    if download.error is not None:
+    if download.error is not None and download.readable < end:
         raise _failure(download)
     headers = _file_headers(listed)
     headers["Content-Range"] = f"bytes {start}-{end - 1}/{total}"
@@ -247,7 +257,7 @@ async def _send_growing(
     """Send the download's bytes as they arrive, the last only once verified."""
     sent = 0
     while True:
-        available = download.written if download.done else download.written - HOLD_BACK
+        available = download.readable
         if sent < available:
             chunk = await asyncio.to_thread(handle.read, min(CHUNK, available - sent))
             if not chunk:
@@ -255,6 +265,8 @@ async def _send_growing(
             await response.write(chunk)
             sent += len(chunk)
             continue
+        if download.verified and sent >= download.written:
+            break  # everything sent and checked; recording the entry is not our business
         if download.error is not None:
             # Never let a failed or corrupt transfer look complete.
             log.warning(

@@ -21,9 +21,7 @@ def upgrade() -> None:
     # mirrored wheel until it is known to have none: that knowledge is this column.
     with op.batch_alter_table("mirror_files", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "metadata_missing", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
+            sa.Column("metadata_missing", sa.Boolean(), nullable=False, server_default=sa.false())
         )
 
 
