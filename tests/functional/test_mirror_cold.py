@@ -74,6 +74,16 @@ def _file_url(server: LockgateServer, project: str, filename: str) -> str:
     return f"{server.url}/root/pypi/+simple/{project}/{entry['url']}"
 
 
+def _wait_advertised(server: LockgateServer, project: str, filename: str, metadata: bytes) -> None:
+    """Until the page advertises `.metadata` by this hash: clients get the bytes as soon
+    as they are durable, and the entry that advertises them commits right after."""
+    expected = {"sha256": hashlib.sha256(metadata).hexdigest()}
+    deadline = time.monotonic() + WAIT
+    while (core := _page(server, project)[filename]["core-metadata"]) != expected:
+        assert time.monotonic() < deadline, f"advertised {core}, not {expected}"
+        time.sleep(0.2)
+
+
 def _wait_cached(server: LockgateServer, sha256: str) -> None:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
@@ -115,8 +125,7 @@ def test_uv_cold_install_reads_synthesized_metadata(
         metadata = requests.get(url + ".metadata", timeout=WAIT)
         assert metadata.status_code == 200, metadata.text
         assert metadata.content == expected
-        core = _page(mirror, project)[filename]["core-metadata"]
-        assert core == {"sha256": hashlib.sha256(expected).hexdigest()}
+        _wait_advertised(mirror, project, filename, expected)
     # The big wheel's METADATA came from range requests, not from a whole download.
     big_ranges = [r for r in upstream.ranged_requests if r[1].endswith(wheels["libbig"]) and r[2]]
     assert big_ranges, upstream.ranged_requests
@@ -305,12 +314,8 @@ def test_synthesized_metadata_has_one_hash_on_primary_and_replica(
     answer = requests.get(url, timeout=WAIT)
     assert answer.status_code == 200, answer.text
     assert answer.content == wheel_metadata(big.path)
-    expected = {"sha256": hashlib.sha256(answer.content).hexdigest()}
-    assert _page(primary, "libbig")[big.filename]["core-metadata"] == expected
-    deadline = time.monotonic() + WAIT
-    while _page(replica, "libbig")[big.filename]["core-metadata"] != expected:
-        assert time.monotonic() < deadline, "the replica never advertised the hash"
-        time.sleep(0.3)
+    _wait_advertised(primary, "libbig", big.filename, answer.content)
+    _wait_advertised(replica, "libbig", big.filename, answer.content)
     assert len(upstream.full_file_requests(big.filename)) == 0
     _assert_clean_log(primary)
     _assert_clean_log(replica)
