@@ -4,20 +4,28 @@ cached yet, real uv and pip, and the exact requests lockgate sends upstream."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import socket
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import urllib3
+from sqlalchemy import select
 
+from lockgate.changelog.codec import SYSTEM
+from lockgate.changelog.writer import record_alone, utcnow_iso
+from lockgate.mirror.entries import MirrorMetadata
+from lockgate.mirror.models import MirrorCachedFile
 from tests.support.dists import make_wheel, wheel_metadata
 from tests.support.fake_upstream import FakeUpstream, UpstreamFile
+from tests.support.inprocess import bootstrap
 from tests.support.server import Clients, LockgateServer, server_events, tmp_entries
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
@@ -319,3 +327,58 @@ def test_synthesized_metadata_has_one_hash_on_primary_and_replica(
     assert len(upstream.full_file_requests(big.filename)) == 0
     _assert_clean_log(primary)
     _assert_clean_log(replica)
+
+
+def test_group_commit_shares_commits_and_isolates_a_failing_entry(
+    make_db_url: Callable[[], str | None], tmp_path: Path
+) -> None:
+    """MC-8: `record_alone()` entries queued while a write commits share the next
+    transaction (fewer commits than entries), keep gapless serials in call order, and
+    an entry that fails fails alone; on SQLite and PostgreSQL."""
+    url = make_db_url() or f"sqlite:///{tmp_path / 'group.sqlite'}"
+
+    async def scenario() -> None:
+        db = await bootstrap(url)
+        commits = 0
+        original = db.write
+
+        @contextlib.asynccontextmanager
+        async def counting_write() -> AsyncIterator[Any]:
+            nonlocal commits
+            async with original() as session:
+                yield session
+            commits += 1
+
+        db.write = counting_write  # type: ignore[method-assign]
+        start = db.serial
+
+        def entry(index: str, number: int) -> MirrorMetadata:
+            user, name = index.split("/")
+            return MirrorMetadata(
+                user=user,
+                index=name,
+                filename=f"pkg{number}-1.0-py3-none-any.whl",
+                sha256=f"{number:064x}",
+                cached_at=utcnow_iso(),
+            )
+
+        together = await asyncio.gather(
+            *(record_alone(db, entry("root/pypi", n), SYSTEM) for n in range(20))
+        )
+        assert together == list(range(start + 1, start + 21))
+        assert commits < 20, f"{commits} commits for 20 entries"
+
+        payloads = [entry("root/pypi", n) for n in range(20, 30)]
+        payloads[7] = entry("nobody/missing", 27)  # its index does not exist
+        outcomes = await asyncio.gather(
+            *(record_alone(db, payload, SYSTEM) for payload in payloads), return_exceptions=True
+        )
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(failed) == 1 and outcomes[7] is failed[0]
+        assert [o for o in outcomes if isinstance(o, int)] == list(range(start + 21, start + 30))
+        async with db.read() as session:
+            rows = (await session.execute(select(MirrorCachedFile.filename))).scalars().all()
+        assert len(rows) == 29 and "pkg27-1.0-py3-none-any.whl" not in rows
+        await db.dispose()
+
+    asyncio.run(scenario())
