@@ -216,6 +216,12 @@ async def _mirror_page(
             link.core_metadata_sha256
         )
         packagetype, python_version = packagetype_of(link.filename)
+        # A wheel without upstream metadata gets lockgate's own `.metadata`, made on
+        # first request: advertised as `true` until its hash is known, and not at all
+        # once the wheel is known to have no readable METADATA (reliability MC-5, MC-6).
+        synthesized = link.filename.endswith(".whl") and not (
+            cached is not None and cached.metadata_missing
+        )
         files.append(
             VisibleFile(
                 index=mirror,
@@ -230,7 +236,7 @@ async def _mirror_page(
                 python_version=python_version,
                 requires_python=link.requires_python,
                 core_metadata_sha256=metadata_sha256,
-                core_metadata=link.core_metadata or metadata_sha256 is not None,
+                core_metadata=link.core_metadata or metadata_sha256 is not None or synthesized,
                 upload_time=link.upload_time,
                 yanked=link.yanked,
                 yanked_reason=link.yanked_reason,

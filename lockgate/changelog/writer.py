@@ -3,10 +3,19 @@
 `record()` is the only way state changes on a primary: it takes the serial
 counter, appends the entry with the hash chain, and applies the payload to the
 state tables, so state == replay(changelog) holds by construction.
+
+`record_alone()` entries (cached upstream pages, files, metadata) depend on
+nothing read under the lock, so the ones that queue up while a write commits
+are committed together in the next transaction: one commit (one fsync) for many
+entries, each still with its own serial, and each caller answered only once its
+entry is durable. A cold mirror fill records dozens at once, and one fsync per
+entry made every page and file wait for all the others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -77,8 +86,76 @@ async def record(session: AsyncSession, payload: Payload, actor: Actor) -> int:
     return serial
 
 
+Pending = tuple[Payload, Actor, "asyncio.Future[int]"]
+
+
+class _GroupCommit:
+    """The `record_alone()` queue of one database (see the module docstring)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.queue: list[Pending] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def submit(self, payload: Payload, actor: Actor) -> asyncio.Future[int]:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        # Retrieved even when the caller went away, so no "never retrieved" warning.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self.queue.append((payload, actor, future))
+        if self.task is None:
+            self.task = asyncio.create_task(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        batch: list[Pending] = []
+        try:
+            while self.queue:
+                batch, self.queue = self.queue, []
+                try:
+                    serials = await self._commit(batch)
+                except Exception as exc:  # noqa: BLE001 - handed to the callers
+                    if len(batch) == 1:
+                        _settle(batch[0][2], exc)
+                        continue
+                    # One entry failed the whole transaction: each alone, so only it fails.
+                    for pending in batch:
+                        try:
+                            _settle(pending[2], (await self._commit([pending]))[0])
+                        except Exception as single:  # noqa: BLE001 - handed to the caller
+                            _settle(pending[2], single)
+                    continue
+                for (_payload, _actor, future), serial in zip(batch, serials, strict=True):
+                    _settle(future, serial)
+        finally:
+            self.task = None
+            for _payload, _actor, future in batch + self.queue:
+                if not future.done():
+                    future.cancel()  # shutting down: nothing was committed for these
+            self.queue = []
+
+    async def _commit(self, batch: list[Pending]) -> list[int]:
+        async with self.db.write() as session:
+            return [await record(session, payload, actor) for payload, actor, _ in batch]
+
+
+def _settle(future: asyncio.Future[int], outcome: int | Exception) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+_GROUPS: weakref.WeakKeyDictionary[Database, _GroupCommit] = weakref.WeakKeyDictionary()
+
+
 async def record_alone(db: Database, payload: Payload, actor: Actor) -> int:
-    """Record one entry in a write transaction of its own (a change that depends
-    on nothing read under the lock: a cached upstream page, file or list)."""
-    async with db.write() as session:
-        return await record(session, payload, actor)
+    """Record one entry that depends on nothing read under the lock (a cached
+    upstream page, file or list); returns its serial once it is committed.
+    Entries queued meanwhile share the commit (group commit)."""
+    group = _GROUPS.get(db)
+    if group is None:
+        group = _GROUPS[db] = _GroupCommit(db)
+    # Shielded: a caller that goes away does not take the others' commit with it.
+    return await asyncio.shield(group.submit(payload, actor))

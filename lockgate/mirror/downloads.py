@@ -4,7 +4,10 @@ ask at once, streamed to all of them while it is written to the blob store.
 The download runs as its own task, so a client that disconnects does not stop
 it (the cache still fills). Clients read the growing temp file; the last bytes
 are held back until the sha256 is verified, so a corrupt download never
-reaches a client as a complete response.
+reaches a client as a complete response. They are released once the verified
+file is a durable blob (`verified`), without waiting for its entry's commit:
+the client needs the bytes, not the row, and a request arriving meanwhile
+still joins this download rather than starting another.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Download:
     written: int = 0
     started: bool = False
     done: bool = False
+    verified: bool = False  # the whole file checked out and is a durable blob
     error: DownloadFailed | None = None
     sha256: str | None = None
     blob: Path | None = None
@@ -60,11 +64,14 @@ class Download:
         async with self.changed:
             await self.changed.wait_for(predicate)
 
+    @property
+    def readable(self) -> int:
+        """How many bytes readers may have: all once verified, else all but the last."""
+        return self.written if self.done or self.verified else self.written - HOLD_BACK
+
     async def wait_past(self, offset: int) -> None:
         """Until readers may go beyond `offset`, or the download ended."""
-        await self.wait_for(
-            lambda: self.done or self.error is not None or self.written - HOLD_BACK > offset
-        )
+        await self.wait_for(lambda: self.done or self.error is not None or self.readable > offset)
 
 
 OnComplete = Callable[[str, int, Path], Awaitable[None]]
@@ -76,6 +83,10 @@ class DownloadCoordinator:
         self.upstream = upstream
         self._running: dict[tuple[str, str], Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def running(self, index: IndexView, filename: str) -> Download | None:
+        """The download of this file in progress, if any."""
+        return self._running.get((index.path, filename))
 
     def start(
         self,
@@ -123,6 +134,8 @@ class DownloadCoordinator:
             download.blob = await asyncio.to_thread(
                 self.blobs.commit_temp, download.temp, download.sha256
             )
+            download.verified = True
+            await download.notify()
             await on_complete(download.sha256, download.written, download.blob)
             download.done = True
         except DownloadFailed as exc:

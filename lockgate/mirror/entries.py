@@ -133,6 +133,7 @@ class MirrorFile(Payload):
         row.cached_at = self.cached_at
         if self.core_metadata_sha256:
             row.core_metadata_sha256 = self.core_metadata_sha256
+            row.metadata_missing = False
         await session.flush()
 
 
@@ -154,8 +155,30 @@ class MirrorMetadata(Payload):
         index = await index_row(session, self.user, self.index)
         row = await _cached_file(session, index.id, self.filename)
         row.core_metadata_sha256 = self.sha256
+        row.metadata_missing = False
         if row.cached_at is None:
             row.cached_at = self.cached_at
+        await session.flush()
+
+
+@dataclass(frozen=True)
+class MirrorNoMetadata(Payload):
+    """A mirrored wheel without upstream metadata has no readable METADATA of its own:
+    pages stop advertising a synthesized `.metadata` for it (docs/reliability.md MC-6)."""
+
+    KIND = "mirror.nometadata"
+    user: str
+    index: str
+    filename: str
+    reason: str
+    checked_at: str
+
+    async def apply(self, session: AsyncSession) -> None:
+        index = await index_row(session, self.user, self.index)
+        row = await _cached_file(session, index.id, self.filename)
+        row.metadata_missing = True
+        if row.cached_at is None:
+            row.cached_at = self.checked_at
         await session.flush()
 
 
@@ -227,7 +250,13 @@ async def live_blobs(session: AsyncSession) -> set[str]:
 
 def register(registry: EntryRegistry) -> None:
     registry.register(
-        MirrorPage, MirrorGone, MirrorFile, MirrorMetadata, MirrorProjectListSet, MirrorPurge
+        MirrorPage,
+        MirrorGone,
+        MirrorFile,
+        MirrorMetadata,
+        MirrorNoMetadata,
+        MirrorProjectListSet,
+        MirrorPurge,
     )
     registry.register_digest("mirror", digest)
     registry.register_blob_refs("mirror", live_blobs)

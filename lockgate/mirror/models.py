@@ -3,7 +3,16 @@ projections) except freshness, which lives in memory on each node."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lockgate.db.base import Base
@@ -65,6 +74,9 @@ class MirrorCachedFile(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     core_metadata_sha256: Mapped[str | None] = mapped_column(String(64))
     cached_at: Mapped[str] = mapped_column(String(32))
+    # A wheel without upstream metadata whose own METADATA could not be read: no
+    # synthesized `.metadata` is advertised for it (docs/reliability.md MC-6).
+    metadata_missing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class MirrorProjectList(Base):

@@ -313,9 +313,15 @@ class MirrorService:
                 )
             ).all()
         cached = {filename: sha256 for filename, sha256 in rows if sha256}
+        for filename in filenames:
+            # A download that verified its file answers its clients before its entry
+            # commits: its hash is already the identity the file keeps.
+            download = self.files.downloads.running(index, filename)
+            if filename not in cached and download is not None and download.verified:
+                cached[filename] = download.sha256 or ""
         for link in links:
             kept = cached.get(link["filename"])
-            if kept is not None and link["sha256"] != kept:
+            if kept and link["sha256"] != kept:
                 alarm = (
                     f"{index.path}: upstream now lists {link['filename']} with sha256 "
                     f"{link['sha256']}, but it was cached with {kept}; keeping the cached file"

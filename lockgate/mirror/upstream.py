@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -48,6 +49,22 @@ class UpstreamBadData(Exception):
     """The upstream answered, but with something unusable."""
 
 
+class RangeNotHonoured(Exception):
+    """The upstream answered a Range request with the whole file (200)."""
+
+
+CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class RangeAnswer:
+    """A 206 answer: `data` is bytes [start, start + len(data)) of a `total`-byte file."""
+
+    data: bytes
+    start: int
+    total: int
+
+
 @dataclass(frozen=True)
 class PageFetch:
     kind: str  # "ok" | "not_modified" | "missing"
@@ -65,6 +82,8 @@ class UpstreamClient:
         # index path -> (the connection settings it failed with, retry time)
         self._down_until: dict[str, tuple[tuple[str, str], float]] = {}
         self._last_failure: dict[str, str] = {}
+        # index path -> the connection settings whose upstream ignored a Range request
+        self._no_ranges: dict[str, tuple[str, str]] = {}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -196,6 +215,45 @@ class UpstreamClient:
         finally:
             if response is not None:
                 response.release()
+
+    # --- ranges -------------------------------------------------------------
+    def ranges_unsupported(self, index: IndexView) -> bool:
+        return self._no_ranges.get(index.path) == self._connection_settings(index)
+
+    async def fetch_range(
+        self, index: IndexView, url: str, range_header: str, limit: int
+    ) -> RangeAnswer:
+        """One byte range of a file (`Range: bytes=...`), read whole and checked
+        against its Content-Range; RangeNotHonoured when the upstream sends the
+        whole file instead (remembered, so it is not asked again)."""
+        seconds = index.mirror.timeout
+        headers = {"Range": range_header, "Accept-Encoding": "identity"}
+        async with self.get(index, url, headers=headers, total_timeout=seconds * 3) as response:
+            if response.status == 200:
+                # Leave the body unread: releasing it closes the connection.
+                self._no_ranges[index.path] = self._connection_settings(index)
+                log.info("upstream ignores range requests", index=index.path)
+                raise RangeNotHonoured(url)
+            if response.status != 206:
+                raise UpstreamBadData(
+                    f"the upstream answered {response.status} to a range request for "
+                    f"{url.rsplit('/', 1)[-1]}"
+                )
+            match = CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            if match is None:
+                raise UpstreamBadData("the upstream's 206 answer has no usable Content-Range")
+            first, last, total = (int(group) for group in match.groups())
+            length = last - first + 1
+            if length <= 0 or last >= total or length > limit:
+                raise UpstreamBadData(
+                    f"the upstream's Content-Range {first}-{last}/{total} is not usable"
+                )
+            data = await self.read_limited(response, length)
+            if len(data) != length:
+                raise UpstreamBadData(
+                    f"the upstream sent {len(data)} bytes of a {length}-byte range"
+                )
+            return RangeAnswer(data, first, total)
 
     # --- pages --------------------------------------------------------------
     def project_url(self, index: IndexView, project: str) -> str:

@@ -20,7 +20,14 @@ Faults: ``mode`` is ``"ok"``, ``"hang"`` (read the request, never answer until t
 mode changes or the server stops) or ``"error"`` (500 with a body), and applies to
 every route. ``slow_bytes_per_second`` trickles file bodies. ``stop()`` closes the
 listening socket (connections are refused afterwards) and ``start()`` listens again
-on the same port. Every request is logged as ``(method, path)``.
+on the same port. Every request is logged as ``(method, path)``; ``ranged_requests``
+also gives each request's ``Range`` header (None without one).
+
+Upstreams without PEP 658 (an internal mirror, a static tree): ``add_wheel(...,
+with_metadata=False)`` or ``metadata=False`` for every wheel added afterwards.
+``ranges = False`` makes file answers ignore ``Range`` (200, the whole file, no
+``Accept-Ranges``). ``truncate_files_at = N`` ends every file body after N bytes
+(the connection is dropped: a dead upstream mid-transfer).
 
 All mutators (`add_wheel`, `set_yanked`, ...) may be called from the test thread
 while the server runs; every wait inside the server is bounded.
@@ -238,10 +245,17 @@ class FakeUpstream:
         self.file_cache_control = "max-age=365000000, immutable, public"
         #: When set, pages carry ``X-PyPI-Last-Serial`` with this value (as PyPI's do).
         self.last_serial: int | None = None
+        #: Whether file answers honour ``Range`` (and say ``Accept-Ranges: bytes``).
+        self.ranges = True
+        #: When set, file bodies stop after this many bytes and the connection drops.
+        self.truncate_files_at: int | None = None
+        #: Default for `add_wheel(with_metadata=...)`: False models an upstream without PEP 658.
+        self.metadata = True
 
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
         self._requests: list[tuple[str, str]] = []
+        self._ranges: list[str | None] = []
         self._authorizations: list[tuple[str, tuple[str, str] | None]] = []
         self._mode = "ok"
 
@@ -291,9 +305,24 @@ class FakeUpstream:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def ranged_requests(self) -> list[tuple[str, str, str | None]]:
+        """``(method, path, Range header or None)`` per request, in arrival order."""
+        with self._lock:
+            return [(m, p, r) for (m, p), r in zip(self._requests, self._ranges, strict=True)]
+
+    def full_file_requests(self, filename: str) -> list[tuple[str, str]]:
+        """The GETs of `filename` itself without a Range: whole-file transfers."""
+        return [
+            (m, p)
+            for m, p, r in self.ranged_requests
+            if m == "GET" and p.endswith("/" + filename) and r is None
+        ]
+
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._ranges.clear()
             self._authorizations.clear()
 
     @property
@@ -336,7 +365,7 @@ class FakeUpstream:
         requires_python: str | None = None,
         requires_dist: Sequence[str] = (),
         yanked: bool | str = False,
-        with_metadata: bool = True,
+        with_metadata: bool | None = None,
         payload_size: int = 0,
         wrong_hash: bool = False,
         tag: str = "py3-none-any",
@@ -357,7 +386,9 @@ class FakeUpstream:
             requires_python=requires_python,
             yanked=yanked,
             upload_time=upload_time,
-            metadata=wheel_metadata(path) if with_metadata else None,
+            metadata=wheel_metadata(path)
+            if (self.metadata if with_metadata is None else with_metadata)
+            else None,
         )
         if wrong_hash:
             file.advertised_sha256 = hashlib.sha256(b"not " + file.sha256.encode()).hexdigest()
@@ -543,6 +574,7 @@ class FakeUpstream:
         credentials = _basic_credentials(request.headers.get("Authorization"))
         with self._lock:
             self._requests.append((request.method, request.path))
+            self._ranges.append(request.headers.get("Range"))
             self._authorizations.append((request.path, credentials))
         if self.require_auth is not None and credentials != tuple(self.require_auth):
             return web.Response(
@@ -710,7 +742,9 @@ class FakeUpstream:
             return web.Response(status=304, headers=headers)
         size = file.path.stat().st_size
         start, end, status = 0, size, 200
-        byte_range = _parse_range(request.headers.get("Range"), size)
+        if not self.ranges:
+            headers.pop("Accept-Ranges")
+        byte_range = _parse_range(request.headers.get("Range") if self.ranges else None, size)
         if byte_range == "unsatisfiable":
             headers["Content-Range"] = f"bytes */{size}"
             return web.Response(status=416, headers=headers)
@@ -732,13 +766,20 @@ class FakeUpstream:
             with open(file.path, "rb") as fh:  # noqa: ASYNC230
                 fh.seek(start)
                 remaining = end - start
+                cut = self.truncate_files_at
                 while remaining > 0:
+                    if cut is not None and end - start - remaining >= cut:
+                        if request.transport is not None:
+                            request.transport.abort()
+                        return response
                     if self._stopping:
                         if request.transport is not None:
                             request.transport.abort()
                         return response
                     rate = self.slow_bytes_per_second
                     step = _CHUNK if not rate else max(1, int(rate * _SLOW_TICK))
+                    if cut is not None:
+                        step = min(step, max(1, cut - (end - start - remaining)))
                     chunk = fh.read(min(step, remaining))
                     if not chunk:  # the file shrank under us: end the body short
                         break
