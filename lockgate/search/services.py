@@ -1,0 +1,439 @@
+"""Searching: a query parsed into words and a name, the indexes in scope (every index
+the caller may read, or one index and its bases), the database's full-text search
+(SQLite FTS5 with bm25 and snippet(); PostgreSQL tsvector with ts_rank_cd and
+ts_headline, pg_trgm for name prefixes) and the mirrors' upstream project lists.
+
+Ranking (the issue's order): the exact name, then names starting with the query,
+then projects whose summary holds every word, then the rest; within each tier by the
+backend's relevance score, then by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import html
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from markupsafe import Markup
+from packaging.utils import canonicalize_name
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lockgate.accounts.auth import Principal
+from lockgate.db.session import Database
+from lockgate.errors import BadRequest, NotFound
+from lockgate.indexes.access import may_read
+from lockgate.indexes.models import Index
+from lockgate.indexes.services import IndexView, get_index, resolve_chain
+from lockgate.mirror.models import MirrorProjectList
+from lockgate.names import is_valid_project_name
+from lockgate.search.models import search_entries
+from lockgate.storage.blobs import BlobStore
+
+MAX_QUERY_CHARS = 200
+MAX_WORDS = 12
+MAX_WORD_CHARS = 64
+PER_PAGE = 20
+MAX_PAGE = 50  # results beyond 1,000 are not worth paging to: refine the query
+# Words: runs of letters and digits (what FTS5's unicode61 and PostgreSQL's parser
+# keep); everything else separates them, so no query can carry search syntax.
+_WORD = re.compile(r"[^\W_]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
+_HEADLINE = (
+    f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords=30, MinWords=12, "
+    'MaxFragments=2, FragmentDelimiter=" … "'
+)
+# How much of a description ts_headline parses for the snippet (it reads all it gets).
+_HEADLINE_CHARS = 30_000
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    words: tuple[str, ...]
+    name: str | None  # the normalized name when the query is a valid project name
+
+
+def parse_query(raw: str) -> Query:
+    """The words and the name a query asks for; 400 for what cannot be searched."""
+    if len(raw) > MAX_QUERY_CHARS:
+        raise BadRequest(
+            f"the search query is {len(raw)} characters long; at most {MAX_QUERY_CHARS} "
+            "are searched"
+        )
+    if _CONTROL.search(raw):
+        raise BadRequest("the search query holds a control character; search for words")
+    stripped = raw.strip()
+    if not stripped:
+        raise BadRequest("give something to search for: ?q=words")
+    words = tuple(dict.fromkeys(w.casefold()[:MAX_WORD_CHARS] for w in _WORD.findall(stripped)))[
+        :MAX_WORDS
+    ]
+    if not words:
+        raise BadRequest(
+            f"the search query {stripped!r} has no letters or digits: search for words "
+            "or a project name"
+        )
+    name = canonicalize_name(stripped) if is_valid_project_name(stripped) else None
+    return Query(stripped, words, name)
+
+
+@dataclass
+class Hit:
+    index: str  # user/index
+    name: str  # normalized
+    display_name: str
+    kind: str  # "stage", "mirror" (a cached upstream page) or "upstream" (project list)
+    version: str | None
+    summary: str
+    tier: int
+    snippet: Markup = field(default_factory=Markup)
+
+    def to_json(self, base_url: str) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "project": self.display_name,
+            "name": self.name,
+            "version": self.version,
+            "summary": self.summary,
+            # HTML: escaped text with the matched words in <mark> (the summary when
+            # the words matched nothing longer).
+            "snippet": str(self.snippet or highlight(self.summary)),
+            "source": self.kind,
+            "url": f"{base_url}/{self.index}/{self.name}",
+        }
+
+
+@dataclass
+class Results:
+    query: Query
+    scope: str | None  # the index searched (with its bases), or None for all
+    page: int
+    total: int
+    hits: list[Hit]
+
+    @property
+    def pages(self) -> int:
+        return min(MAX_PAGE, max(1, -(-self.total // PER_PAGE)))
+
+
+def highlight(marked: str) -> Markup:
+    """Escape a snippet and turn the search's markers into <mark>; nothing an author
+    wrote becomes markup."""
+    flat = " ".join(marked.split())
+    if flat.count(MARK_OPEN) != flat.count(MARK_CLOSE):
+        flat = flat.replace(MARK_OPEN, "").replace(MARK_CLOSE, "")
+    escaped = html.escape(flat, quote=True)
+    return Markup(escaped.replace(MARK_OPEN, "<mark>").replace(MARK_CLOSE, "</mark>"))
+
+
+def parse_page(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(f"page must be a number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+async def indexes_in_scope(
+    session: AsyncSession, principal: Principal | None, scope: str | None
+) -> list[IndexView]:
+    """Every index the caller may read, or `scope` (user/index) and its bases; a scope
+    the caller may not read answers as one that does not exist."""
+    if scope is None:
+        rows = (await session.execute(select(Index))).scalars()
+        every = [IndexView.from_row(row) for row in rows]
+        return [i for i in every if may_read(principal, i.path, i.readers)]
+    user, _, name = scope.partition("/")
+    index = await get_index(session, user, name) if user and name else None
+    if index is None or not may_read(principal, index.path, index.readers):
+        raise NotFound(f"index {scope} does not exist (or you may not read it)")
+    chain = await resolve_chain(session, index)
+    return [i for i in chain if may_read(principal, i.path, i.readers)]
+
+
+def _fts5_expression(words: tuple[str, ...]) -> str:
+    # Each word quoted (no word holds a quote) and a prefix: "rend" finds "rendering".
+    return " ".join(f'"{w}"*' for w in words)
+
+
+def _tsquery(words: tuple[str, ...], weights: str = "") -> str:
+    return " & ".join(f"'{w}':*{weights}" for w in words)
+
+
+_SQLITE_RANKED = """
+WITH m AS (
+    SELECT rowid AS id, bm25(search_fts, 10.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0) AS score
+    FROM search_fts WHERE search_fts MATCH :fts
+), c AS (
+    SELECT id FROM m
+    UNION
+    SELECT id FROM search_entries WHERE name >= :lo AND name < :hi
+)
+SELECT e.id, e.index_id, e.name, e.display_name, e.kind, e.latest, e.summary,
+    CASE WHEN e.name = :name THEN 0
+         WHEN e.name >= :lo AND e.name < :hi THEN 1
+         WHEN e.id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH :fts_summary) THEN 2
+         ELSE 3 END AS tier,
+    coalesce(m.score, 0.0) AS score
+FROM c JOIN search_entries e ON e.id = c.id LEFT JOIN m ON m.id = c.id
+WHERE e.index_id IN :ids
+ORDER BY tier, score, e.name, e.index_id
+LIMIT :limit
+"""
+
+_SQLITE_COUNT = """
+SELECT count(*) FROM search_entries e
+WHERE e.index_id IN :ids AND e.id IN (
+    SELECT rowid FROM search_fts WHERE search_fts MATCH :fts
+    UNION
+    SELECT id FROM search_entries WHERE name >= :lo AND name < :hi
+)
+"""
+
+_SQLITE_SNIPPETS = """
+SELECT rowid AS id,
+    snippet(search_fts, 2, :open, :close, ' … ', 24) AS description,
+    snippet(search_fts, 6, :open, :close, ' … ', 24) AS docs,
+    snippet(search_fts, 3, :open, :close, ' … ', 24) AS keywords,
+    snippet(search_fts, 4, :open, :close, ' … ', 24) AS classifiers
+FROM search_fts WHERE search_fts MATCH :fts AND rowid IN :page_ids
+"""
+
+_PG_RANKED = """
+SELECT e.id, e.index_id, e.name, e.display_name, e.kind, e.latest, e.summary,
+    CASE WHEN e.name = :name THEN 0
+         WHEN e.name LIKE :prefix THEN 1
+         WHEN e.document @@ to_tsquery('simple', :tsq_summary) THEN 2
+         ELSE 3 END AS tier,
+    ts_rank_cd(e.document, to_tsquery('simple', :tsq)) AS score
+FROM search_entries e
+WHERE e.index_id IN :ids
+  AND (e.document @@ to_tsquery('simple', :tsq) OR e.name LIKE :prefix)
+ORDER BY tier, score DESC, e.name, e.index_id
+LIMIT :limit
+"""
+
+_PG_COUNT = """
+SELECT count(*) FROM search_entries e
+WHERE e.index_id IN :ids
+  AND (e.document @@ to_tsquery('simple', :tsq) OR e.name LIKE :prefix)
+"""
+
+_PG_SNIPPETS = """
+SELECT e.id,
+    ts_headline('simple', left(e.description, :chars), to_tsquery('simple', :tsq), :opts)
+        AS description,
+    ts_headline('simple', left(e.docs, :chars), to_tsquery('simple', :tsq), :opts) AS docs,
+    ts_headline('simple', e.keywords, to_tsquery('simple', :tsq), :opts) AS keywords,
+    ts_headline('simple', e.classifiers, to_tsquery('simple', :tsq), :opts) AS classifiers
+FROM search_entries e WHERE e.id IN :page_ids
+"""
+
+
+def _expanding(sql: str, *names: str) -> Any:
+    return text(sql).bindparams(*(bindparam(name, expanding=True) for name in names))
+
+
+async def _database_hits(
+    session: AsyncSession, sqlite: bool, query: Query, ids: list[int], upto: int
+) -> tuple[list[dict[str, Any]], int]:
+    """(the ranked rows 0..upto, how many match in all)."""
+    name = query.name or ""
+    if sqlite:
+        fts = _fts5_expression(query.words)
+        # Normalized names are [a-z0-9-]; every such name starting with `name` sorts
+        # in [name, name + "~"), which the index on name finds.
+        lo, hi = (name, name + "~") if name else ("", "")
+        params: dict[str, Any] = {
+            "fts": fts,
+            "fts_summary": f"summary : ({fts})",
+            "name": name,
+            "lo": lo,
+            "hi": hi,
+            "ids": ids,
+            "limit": upto,
+        }
+        ranked = _expanding(_SQLITE_RANKED, "ids")
+        count = _expanding(_SQLITE_COUNT, "ids")
+    else:
+        params = {
+            "tsq": _tsquery(query.words),
+            "tsq_summary": _tsquery(query.words, "B"),
+            "name": name,
+            "prefix": f"{name}%" if name else "",
+            "ids": ids,
+            "limit": upto,
+        }
+        ranked = _expanding(_PG_RANKED, "ids")
+        count = _expanding(_PG_COUNT, "ids")
+    rows = [dict(row._mapping) for row in await session.execute(ranked, params)]
+    total = (await session.execute(count, params)).scalar_one()
+    return rows, int(total)
+
+
+async def _snippets(
+    session: AsyncSession, sqlite: bool, query: Query, page_ids: list[int]
+) -> dict[int, str]:
+    if not page_ids:
+        return {}
+    if sqlite:
+        statement = _expanding(_SQLITE_SNIPPETS, "page_ids")
+        params: dict[str, Any] = {
+            "fts": _fts5_expression(query.words),
+            "open": MARK_OPEN,
+            "close": MARK_CLOSE,
+            "page_ids": page_ids,
+        }
+    else:
+        statement = _expanding(_PG_SNIPPETS, "page_ids")
+        params = {
+            "tsq": _tsquery(query.words),
+            "opts": _HEADLINE,
+            "chars": _HEADLINE_CHARS,
+            "page_ids": page_ids,
+        }
+    snippets: dict[int, str] = {}
+    for row in await session.execute(statement, params):
+        for column in ("description", "docs", "keywords", "classifiers"):
+            value = getattr(row, column)
+            if value and MARK_OPEN in value:
+                snippets[row.id] = value
+                break
+    return snippets
+
+
+# The upstream project lists in use, by blob: sorted normalized names and their
+# display names. A PyPI-sized list is read (in a thread) once per change of the list.
+_LISTS: OrderedDict[str, tuple[list[str], dict[str, str]]] = OrderedDict()
+_LISTS_KEPT = 4
+
+
+def _read_list(blobs: BlobStore, sha256: str) -> tuple[list[str], dict[str, str]]:
+    display: dict[str, str] = {}
+    for line in blobs.path(sha256).read_text("utf-8").splitlines():
+        line = line.strip()
+        if line:
+            display.setdefault(canonicalize_name(line), line)
+    return sorted(display), display
+
+
+async def _project_list(blobs: BlobStore, sha256: str) -> tuple[list[str], dict[str, str]]:
+    if sha256 in _LISTS:
+        _LISTS.move_to_end(sha256)
+        return _LISTS[sha256]
+    loaded = await asyncio.to_thread(_read_list, blobs, sha256)
+    _LISTS[sha256] = loaded
+    while len(_LISTS) > _LISTS_KEPT:
+        _LISTS.popitem(last=False)
+    return loaded
+
+
+async def _upstream_hits(
+    db: Database, blobs: BlobStore, mirrors: list[IndexView], name: str, limit: int
+) -> list[Hit]:
+    """Names on the mirrors' upstream project lists equal to or starting with `name`
+    that are not cached (cached ones are rows already): what can be installed."""
+    if not mirrors:
+        return []
+    async with db.read() as session:
+        stored = {
+            row.index_id: row.sha256
+            for row in await session.execute(
+                select(MirrorProjectList.index_id, MirrorProjectList.sha256).where(
+                    MirrorProjectList.index_id.in_([m.id for m in mirrors])
+                )
+            )
+        }
+    hits: list[Hit] = []
+    for mirror in mirrors:
+        sha256 = stored.get(mirror.id)
+        if sha256 is None or not blobs.exists(sha256):
+            continue
+        names, display = await _project_list(blobs, sha256)
+        start = bisect.bisect_left(names, name)
+        found: list[str] = []
+        for candidate in names[start : start + limit]:
+            if not candidate.startswith(name):
+                break
+            found.append(candidate)
+        if not found:
+            continue
+        async with db.read() as session:
+            cached = set(
+                (
+                    await session.execute(
+                        select(search_entries.c.name).where(
+                            search_entries.c.index_id == mirror.id,
+                            search_entries.c.name.in_(found),
+                        )
+                    )
+                ).scalars()
+            )
+        hits.extend(
+            Hit(
+                index=mirror.path,
+                name=candidate,
+                display_name=display[candidate],
+                kind="upstream",
+                version=None,
+                summary="",
+                tier=0 if candidate == name else 1,
+            )
+            for candidate in found
+            if candidate not in cached
+        )
+    return hits
+
+
+async def search(
+    db: Database,
+    blobs: BlobStore,
+    principal: Principal | None,
+    raw_query: str,
+    *,
+    scope: str | None = None,
+    page: int = 1,
+) -> Results:
+    """One page of results for `raw_query` over what the caller may read."""
+    query = parse_query(raw_query)
+    async with db.read() as session:
+        indexes = await indexes_in_scope(session, principal, scope)
+        paths = {index.id: index.path for index in indexes}
+        upto = page * PER_PAGE
+        rows, total = (
+            await _database_hits(session, db.sqlite, query, list(paths), upto) if paths else ([], 0)
+        )
+    hits = [
+        Hit(
+            index=paths[row["index_id"]],
+            name=row["name"],
+            display_name=row["display_name"],
+            kind=row["kind"],
+            version=row["latest"],
+            summary=row["summary"],
+            tier=row["tier"],
+        )
+        for row in rows
+    ]
+    if query.name:
+        mirrors = [index for index in indexes if index.is_mirror]
+        extra = await _upstream_hits(db, blobs, mirrors, query.name, upto)
+        total += len(extra)
+        # Cached rows first within a tier: they carry a version and text.
+        hits = sorted(hits + extra, key=lambda hit: hit.tier)  # stable: keeps the rank
+    shown = hits[(page - 1) * PER_PAGE : upto]
+    by_key = {(paths[row["index_id"]], row["name"]): row["id"] for row in rows}
+    page_ids = [by_key[(h.index, h.name)] for h in shown if (h.index, h.name) in by_key]
+    async with db.read() as session:
+        snippets = await _snippets(session, db.sqlite, query, page_ids)
+    for hit in shown:
+        row_id = by_key.get((hit.index, hit.name))
+        marked = snippets.get(row_id) if row_id is not None else None
+        hit.snippet = highlight(marked) if marked else Markup()
+    return Results(query, scope, page, total, shown)
