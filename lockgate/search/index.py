@@ -209,35 +209,35 @@ def drop_orphans(conn: Connection) -> int:
     return int(result.rowcount or 0)
 
 
-def _stage_rows(conn: Connection) -> Iterator[dict[str, Any]]:
-    """Every stage project's row, reading releases in one ordered pass."""
-    query = (
-        select(
-            Project.id,
-            Project.index_id,
-            Project.name,
-            Project.display_name,
-            Release.version,
-            Release.yanked,
-            Release.metadata_json,
-        )
-        .join(Release, Release.project_id == Project.id)
-        .order_by(Project.id)
-    )
-    current: Any = None
-    releases: list[_Release] = []
-    for row in conn.execution_options(yield_per=500).execute(query):
-        if current is not None and row.id != current.id:
-            values = _stage_values(current.index_id, current.name, current.display_name, releases)
+def _stage_rows(conn: Connection, batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Every stage project's row, reading projects and their releases in batches
+    (bounded memory on a big server)."""
+    last = 0
+    while True:
+        projects = conn.execute(
+            select(Project.id, Project.index_id, Project.name, Project.display_name)
+            .where(Project.id > last)
+            .order_by(Project.id)
+            .limit(batch)
+        ).all()
+        if not projects:
+            return
+        last = projects[-1].id
+        releases: dict[int, list[_Release]] = {}
+        for row in conn.execute(
+            select(
+                Release.project_id, Release.version, Release.yanked, Release.metadata_json
+            ).where(Release.project_id.in_([p.id for p in projects]))
+        ):
+            releases.setdefault(row.project_id, []).append(
+                _Release(row.version, row.yanked, row.metadata_json)
+            )
+        for project in projects:
+            values = _stage_values(
+                project.index_id, project.name, project.display_name, releases.get(project.id, [])
+            )
             if values is not None:
                 yield values
-            releases = []
-        current = row
-        releases.append(_Release(row.version, row.yanked, row.metadata_json))
-    if current is not None:
-        values = _stage_values(current.index_id, current.name, current.display_name, releases)
-        if values is not None:
-            yield values
 
 
 def _mirror_rows(conn: Connection) -> Iterator[dict[str, Any]]:

@@ -31,6 +31,7 @@ from lockgate.indexes.models import Index
 from lockgate.indexes.services import IndexView, get_index, resolve_chain
 from lockgate.mirror.models import MirrorProjectList
 from lockgate.names import is_valid_project_name
+from lockgate.search.index import RebuildCounts, rebuild_sync
 from lockgate.search.models import search_entries
 from lockgate.storage.blobs import BlobStore
 
@@ -437,3 +438,10 @@ async def search(
         marked = snippets.get(row_id) if row_id is not None else None
         hit.snippet = highlight(marked) if marked else Markup()
     return Results(query, scope, page, total, shown)
+
+
+async def rebuild(db: Database) -> RebuildCounts:
+    """Empty the search table and refill it from the state tables, in one write
+    transaction (writers wait; readers see the old rows until it commits)."""
+    async with db.write() as session:
+        return await session.run_sync(lambda sync: rebuild_sync(sync.connection()))
