@@ -20,7 +20,7 @@ from typing import Any
 
 from markupsafe import Markup
 from packaging.utils import canonicalize_name
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.accounts.auth import Principal
@@ -167,35 +167,53 @@ def _tsquery(words: tuple[str, ...], weights: str = "") -> str:
     return " & ".join(f"'{w}':*{weights}" for w in words)
 
 
-_SQLITE_RANKED = """
-WITH m AS (
-    SELECT rowid AS id, bm25(search_fts, 10.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0) AS score
-    FROM search_fts WHERE search_fts MATCH :fts
-), c AS (
-    SELECT id FROM m
-    UNION
-    SELECT id FROM search_entries WHERE name >= :lo AND name < :hi
-)
-SELECT e.id, e.index_id, e.name, e.display_name, e.kind, e.latest, e.summary,
-    CASE WHEN e.name = :name THEN 0
-         WHEN e.name >= :lo AND e.name < :hi THEN 1
-         WHEN e.id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH :fts_summary) THEN 2
-         ELSE 3 END AS tier,
-    coalesce(m.score, 0.0) AS score
-FROM c JOIN search_entries e ON e.id = c.id LEFT JOIN m ON m.id = c.id
-WHERE e.index_id IN :ids
-ORDER BY tier, score, e.name, e.index_id
-LIMIT :limit
-"""
+COLUMNS = "e.id, e.index_id, e.name, e.display_name, e.kind, e.latest, e.summary"
+# {filter} is "" or "AND e.index_id IN :ids" (left out when every index is in scope).
+_NAME_ROWS = {
+    # Normalized names are [a-z0-9-]; those starting with `name` sort in
+    # [name, name + "~"), which the index on name finds.
+    "sqlite": "SELECT {cols} FROM search_entries e WHERE e.name >= :lo AND e.name < :hi {filter}",
+    # pg_trgm's GIN index serves LIKE 'prefix%' whatever the database's collation.
+    "postgresql": "SELECT {cols} FROM search_entries e WHERE e.name LIKE :prefix {filter}",
+}
+_NAME_ROWS_ORDER = " ORDER BY (e.name = :name) DESC, e.name, e.index_id LIMIT :limit"
+# The best `limit` rows matching a full-text query, by the backend's relevance.
+_TOP = {
+    "sqlite": """
+        SELECT {cols}, bm25(search_fts, 10.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0) AS score
+        FROM search_fts JOIN search_entries e ON e.id = search_fts.rowid
+        WHERE search_fts MATCH :fts {filter}
+        ORDER BY score, e.name, e.index_id LIMIT :limit""",
+    "postgresql": """
+        SELECT {cols}, ts_rank(e.head, to_tsquery('simple', :tsq)) AS score
+        FROM search_entries e
+        WHERE e.{column} @@ to_tsquery('simple', :match) {filter}
+        ORDER BY score DESC, e.name, e.index_id LIMIT :limit""",
+}
+# Without an index filter SQLite ranks inside the FTS table first and joins only the
+# best rows (joining every match of a common word costs more than ranking it).
+_TOP_UNFILTERED_SQLITE = """
+    SELECT {cols}, t.score FROM (
+        SELECT rowid AS id, bm25(search_fts, 10.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0) AS score
+        FROM search_fts WHERE search_fts MATCH :fts ORDER BY score LIMIT :limit
+    ) t JOIN search_entries e ON e.id = t.id
+    ORDER BY t.score, e.name, e.index_id"""
+_COUNT = {
+    "sqlite": """
+        SELECT count(*) FROM search_fts JOIN search_entries e ON e.id = search_fts.rowid
+        WHERE search_fts MATCH :fts {filter}""",
+    "postgresql": """
+        SELECT count(*) FROM search_entries e
+        WHERE e.document @@ to_tsquery('simple', :tsq) {filter}""",
+}
+_COUNT_UNFILTERED_SQLITE = "SELECT count(*) FROM search_fts WHERE search_fts MATCH :fts"
+# Which of some rows the full-text query matches (the name rows counted once).
+_MATCHING = {
+    "sqlite": "SELECT rowid FROM search_fts WHERE search_fts MATCH :fts AND rowid IN :row_ids",
+    "postgresql": """SELECT e.id FROM search_entries e
+        WHERE e.document @@ to_tsquery('simple', :tsq) AND e.id IN :row_ids""",
+}
 
-_SQLITE_COUNT = """
-SELECT count(*) FROM search_entries e
-WHERE e.index_id IN :ids AND e.id IN (
-    SELECT rowid FROM search_fts WHERE search_fts MATCH :fts
-    UNION
-    SELECT id FROM search_entries WHERE name >= :lo AND name < :hi
-)
-"""
 
 _SQLITE_SNIPPETS = """
 SELECT rowid AS id,
@@ -203,7 +221,7 @@ SELECT rowid AS id,
     snippet(search_fts, 6, :open, :close, ' … ', 24) AS docs,
     snippet(search_fts, 3, :open, :close, ' … ', 24) AS keywords,
     snippet(search_fts, 4, :open, :close, ' … ', 24) AS classifiers
-FROM search_fts WHERE search_fts MATCH :fts AND rowid IN :page_ids
+FROM search_fts WHERE search_fts MATCH :fts AND rowid = :row_id
 """
 
 _PG_RANKED = """
@@ -242,40 +260,79 @@ def _expanding(sql: str, *names: str) -> Any:
 
 
 async def _database_hits(
-    session: AsyncSession, sqlite: bool, query: Query, ids: list[int], upto: int
+    session: AsyncSession, sqlite: bool, query: Query, ids: list[int] | None, upto: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """(the ranked rows 0..upto, how many match in all)."""
+    """(the first `upto` rows in rank order, each with its tier; how many match).
+
+    Tier by tier, each asking only for as many rows as the page still needs: the
+    names (exact, then prefix) from the name index, then the summary matches, then
+    the rest, skipping rows an earlier tier took."""
+    backend = "sqlite" if sqlite else "postgresql"
+    where = "AND e.index_id IN :ids" if ids is not None else ""
+    fts = _fts5_expression(query.words)
     name = query.name or ""
-    if sqlite:
-        fts = _fts5_expression(query.words)
-        # Normalized names are [a-z0-9-]; every such name starting with `name` sorts
-        # in [name, name + "~"), which the index on name finds.
-        lo, hi = (name, name + "~") if name else ("", "")
-        params: dict[str, Any] = {
-            "fts": fts,
-            "fts_summary": f"summary : ({fts})",
-            "name": name,
-            "lo": lo,
-            "hi": hi,
-            "ids": ids,
-            "limit": upto,
-        }
-        ranked = _expanding(_SQLITE_RANKED, "ids")
-        count = _expanding(_SQLITE_COUNT, "ids")
-    else:
-        params = {
-            "tsq": _tsquery(query.words),
-            "tsq_summary": _tsquery(query.words, "B"),
-            "name": name,
-            "prefix": f"{name}%" if name else "",
-            "ids": ids,
-            "limit": upto,
-        }
-        ranked = _expanding(_PG_RANKED, "ids")
-        count = _expanding(_PG_COUNT, "ids")
-    rows = [dict(row._mapping) for row in await session.execute(ranked, params)]
-    total = (await session.execute(count, params)).scalar_one()
-    return rows, int(total)
+    params: dict[str, Any] = {
+        "fts": fts,
+        "tsq": _tsquery(query.words),
+        "name": name,
+        "lo": name,
+        "hi": name + "~",
+        "prefix": f"{name}%",
+        "ids": ids or [],
+    }
+
+    def statement(sql: str, *expanding: str) -> Any:
+        names = [n for n in expanding if n != "ids" or ids is not None]
+        return _expanding(sql.format(cols=COLUMNS, filter=where, column="{column}"), *names)
+
+    taken: dict[int, dict[str, Any]] = {}
+    if query.name:
+        sql = _NAME_ROWS[backend] + _NAME_ROWS_ORDER
+        for row in await session.execute(statement(sql, "ids"), {**params, "limit": upto}):
+            taken[row.id] = {**row._mapping, "tier": 0 if row.name == name else 1}
+    name_ids = list(taken)
+    for tier, match in ((2, "summary"), (3, "all")):
+        if len(taken) >= upto:
+            break
+        limit = upto + len(taken)
+        if sqlite:
+            expression = f"summary : ({fts})" if match == "summary" else fts
+            sql = _TOP_UNFILTERED_SQLITE if ids is None else _TOP["sqlite"]
+            rows = await session.execute(
+                statement(sql, "ids"), {**params, "fts": expression, "limit": limit}
+            )
+        else:
+            column, tsq = (
+                ("head", _tsquery(query.words, "B"))
+                if match == "summary"
+                else (
+                    "document",
+                    params["tsq"],
+                )
+            )
+            sql = _TOP["postgresql"].replace("{column}", column)
+            rows = await session.execute(
+                statement(sql, "ids"), {**params, "match": tsq, "limit": limit}
+            )
+        for row in rows:
+            if row.id not in taken and len(taken) < upto:
+                values = dict(row._mapping)
+                values.pop("score", None)
+                taken[row.id] = {**values, "tier": tier}
+    count_sql = _COUNT_UNFILTERED_SQLITE if sqlite and ids is None else _COUNT[backend]
+    total = int((await session.execute(statement(count_sql, "ids"), params)).scalar_one())
+    if name_ids:
+        # Name rows the full-text query does not match (rare) count once more.
+        matching = set(
+            (
+                await session.execute(
+                    _expanding(_MATCHING[backend], "row_ids"), {**params, "row_ids": name_ids}
+                )
+            ).scalars()
+        )
+        total += len(set(name_ids) - matching)
+    ranked = sorted(taken.values(), key=lambda row: row["tier"])  # stable within a tier
+    return ranked, total
 
 
 async def _snippets(
@@ -283,24 +340,28 @@ async def _snippets(
 ) -> dict[int, str]:
     if not page_ids:
         return {}
+    rows: list[Any] = []
     if sqlite:
-        statement = _expanding(_SQLITE_SNIPPETS, "page_ids")
-        params: dict[str, Any] = {
-            "fts": _fts5_expression(query.words),
-            "open": MARK_OPEN,
-            "close": MARK_CLOSE,
-            "page_ids": page_ids,
-        }
+        # One row at a time: FTS5 looks a rowid up directly for `rowid = ?`, while
+        # `rowid IN (…)` walks every match of the query.
+        for row_id in page_ids:
+            params: dict[str, Any] = {
+                "fts": _fts5_expression(query.words),
+                "open": MARK_OPEN,
+                "close": MARK_CLOSE,
+                "row_id": row_id,
+            }
+            rows.extend(await session.execute(text(_SQLITE_SNIPPETS), params))
     else:
-        statement = _expanding(_PG_SNIPPETS, "page_ids")
         params = {
             "tsq": _tsquery(query.words),
             "opts": _HEADLINE,
             "chars": _HEADLINE_CHARS,
             "page_ids": page_ids,
         }
+        rows.extend(await session.execute(_expanding(_PG_SNIPPETS, "page_ids"), params))
     snippets: dict[int, str] = {}
-    for row in await session.execute(statement, params):
+    for row in rows:
         for column in ("description", "docs", "keywords", "classifiers"):
             value = getattr(row, column)
             if value and MARK_OPEN in value:
@@ -392,6 +453,10 @@ async def _upstream_hits(
     return hits
 
 
+async def _index_count(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.count()).select_from(Index))).scalar_one())
+
+
 async def search(
     db: Database,
     blobs: BlobStore,
@@ -407,9 +472,14 @@ async def search(
         indexes = await indexes_in_scope(session, principal, scope)
         paths = {index.id: index.path for index in indexes}
         upto = page * PER_PAGE
-        rows, total = (
-            await _database_hits(session, db.sqlite, query, list(paths), upto) if paths else ([], 0)
-        )
+        if paths:
+            # Every index in scope: no filter at all (the common case, and the cheapest).
+            everything = scope is None and len(paths) == await _index_count(session)
+            rows, total = await _database_hits(
+                session, db.sqlite, query, None if everything else list(paths), upto
+            )
+        else:
+            rows, total = [], 0
     hits = [
         Hit(
             index=paths[row["index_id"]],

@@ -21,8 +21,15 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
-# Column weights on PostgreSQL: A name, B summary (the "summary" tier asks for B
-# only), C keywords and classifiers, D description, versions and documentation.
+# PostgreSQL: `document` holds every searchable word (A name, B summary, C keywords
+# and classifiers, D description, versions and documentation) and decides what
+# matches; `head` holds only the name (A) and summary (B): short, never TOASTed, so
+# ranking by it stays cheap however many rows match, and the "summary" tier is
+# `head @@ query-restricted-to-B`.
+PG_HEAD = """
+    setweight(to_tsvector('simple', coalesce(display_name, '') || ' ' || name), 'A')
+    || setweight(to_tsvector('simple', coalesce(summary, '')), 'B')
+"""
 PG_DOCUMENT = """
     setweight(to_tsvector('simple', coalesce(display_name, '') || ' ' || name), 'A')
     || setweight(to_tsvector('simple', coalesce(summary, '')), 'B')
@@ -91,13 +98,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("index_id", "name", name="uq_search_entries_index_id"),
     ]
     if postgres:
+        tsvector = sa.dialects.postgresql.TSVECTOR
+        columns.append(sa.Column("head", tsvector(), sa.Computed(PG_HEAD, persisted=True)))
         columns.append(
-            sa.Column("document", sa.dialects.postgresql.TSVECTOR(), sa.Computed(PG_DOCUMENT))
+            sa.Column("document", tsvector(), sa.Computed(PG_DOCUMENT, persisted=True))
         )
     op.create_table("search_entries", *columns)
     op.create_index("ix_search_entries_name", "search_entries", ["name"])
     if postgres:
         op.execute("CREATE INDEX ix_search_entries_document ON search_entries USING gin (document)")
+        op.execute("CREATE INDEX ix_search_entries_head ON search_entries USING gin (head)")
         op.execute(
             "CREATE INDEX ix_search_entries_name_trgm ON search_entries "
             "USING gin (name gin_trgm_ops)"
