@@ -28,6 +28,11 @@ PROJECT_KINDS = (
 )
 # Kinds naming a file only: its project is read from the file name (the file row is gone).
 FILE_KINDS = ("file.delete",)
+# The docs domain's kind (lockgate/docs, built beside this one): a release's
+# documentation uploaded. Observed by its name, and its text read from that domain's
+# `release_docs` table when it exists (search/index.py), so search imports nothing
+# of it; a project's row carries its latest release's documentation text.
+DOCS_KINDS = ("docs.put",)
 # Kinds that remove indexes (a user's go with the user): their rows cascade.
 INDEX_KINDS = ("index.delete", "user.delete")
 
@@ -76,4 +81,5 @@ async def on_index_entry(session: AsyncSession, payload: Payload) -> None:
 def register(registry: EntryRegistry) -> None:
     registry.observe(PROJECT_KINDS, on_project_entry)
     registry.observe(FILE_KINDS, on_file_entry)
+    registry.observe(DOCS_KINDS, on_project_entry)
     registry.observe(INDEX_KINDS, on_index_entry)

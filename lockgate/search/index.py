@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, inspect, select, text, update
 
 from lockgate.distfiles import version_from_filename
 from lockgate.indexes.models import Index
@@ -69,8 +69,39 @@ class _Release:
     metadata_json: str
 
 
+# The docs domain's table (lockgate/docs, a release's documentation and its text).
+# Read by SQL when it exists, so search works with or without that domain.
+_DOCS_TEXT = text(
+    "SELECT r.project_id, r.version, d.text FROM release_docs d "
+    "JOIN releases r ON r.id = d.release_id WHERE r.project_id IN :project_ids"
+).bindparams(bindparam("project_ids", expanding=True))
+
+
+def _docs_texts(conn: Connection, project_ids: list[int]) -> dict[int, dict[str, str]]:
+    """project id → version → documentation text, for projects with uploaded docs."""
+    if not project_ids or not inspect(conn).has_table("release_docs"):
+        return {}
+    found: dict[int, dict[str, str]] = {}
+    for row in conn.execute(_DOCS_TEXT, {"project_ids": project_ids}):
+        found.setdefault(row.project_id, {})[row.version] = row.text or ""
+    return found
+
+
+def _pick_docs(docs: dict[str, str], latest: str | None) -> str:
+    """The latest release's documentation, else the newest version's that has some."""
+    if not docs:
+        return ""
+    if latest in docs:
+        return docs[latest]
+    return docs[max(docs, key=_version_key)]
+
+
 def _stage_values(
-    index_id: int, name: str, display_name: str, releases: list[_Release]
+    index_id: int,
+    name: str,
+    display_name: str,
+    releases: list[_Release],
+    docs: dict[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """The row of a stage project; None for a tombstone (no releases left)."""
     if not releases:
@@ -96,7 +127,7 @@ def _stage_values(
         "keywords": _joined(keywords.replace(",", " ") if isinstance(keywords, str) else keywords),
         "classifiers": _joined(metadata.get("classifiers")),
         "versions": " ".join(reversed(versions)),
-        "docs": "",
+        "docs": clean(_pick_docs(docs or {}, latest)),
     }
 
 
@@ -144,7 +175,8 @@ def _stage_row(conn: Connection, index_id: int, name: str) -> dict[str, Any] | N
             )
         )
     ]
-    return _stage_values(index_id, name, project.display_name, releases)
+    docs = _docs_texts(conn, [project.id]).get(project.id)
+    return _stage_values(index_id, name, project.display_name, releases, docs)
 
 
 def _mirror_row(conn: Connection, index_id: int, name: str) -> dict[str, Any] | None:
@@ -164,10 +196,9 @@ def _mirror_row(conn: Connection, index_id: int, name: str) -> dict[str, Any] | 
 
 
 def _store(conn: Connection, index_id: int, name: str, values: dict[str, Any] | None) -> None:
-    """Replace the row of (index, name) with `values`, or remove it (None). Docs text,
-    which other entries set, is kept across a recomputation."""
+    """Replace the row of (index, name) with `values`, or remove it (None)."""
     where = (search_entries.c.index_id == index_id) & (search_entries.c.name == name)
-    existing = conn.execute(select(search_entries.c.id, search_entries.c.docs).where(where)).first()
+    existing = conn.execute(select(search_entries.c.id).where(where)).first()
     if values is None:
         if existing is not None:
             conn.execute(delete(search_entries).where(search_entries.c.id == existing.id))
@@ -175,7 +206,6 @@ def _store(conn: Connection, index_id: int, name: str, values: dict[str, Any] | 
     if existing is None:
         conn.execute(search_entries.insert().values(**values))
         return
-    values = {**values, "docs": existing.docs}
     conn.execute(update(search_entries).where(search_entries.c.id == existing.id).values(**values))
 
 
@@ -188,16 +218,6 @@ def resync_project(conn: Connection, index_id: int, name: str) -> None:
         _store(conn, index_id, name, _mirror_row(conn, index_id, name))
     else:
         _store(conn, index_id, name, _stage_row(conn, index_id, name))
-
-
-def set_docs_text(conn: Connection, index_id: int, name: str, text: str) -> None:
-    """The documentation text of a project (the docs domain's seam): stored on the
-    project's row, if it has one (a project without releases is not listed)."""
-    conn.execute(
-        update(search_entries)
-        .where((search_entries.c.index_id == index_id) & (search_entries.c.name == name))
-        .values(docs=clean(text))
-    )
 
 
 def drop_orphans(conn: Connection) -> int:
@@ -232,9 +252,14 @@ def _stage_rows(conn: Connection, batch: int = 500) -> Iterator[dict[str, Any]]:
             releases.setdefault(row.project_id, []).append(
                 _Release(row.version, row.yanked, row.metadata_json)
             )
+        docs = _docs_texts(conn, [p.id for p in projects])
         for project in projects:
             values = _stage_values(
-                project.index_id, project.name, project.display_name, releases.get(project.id, [])
+                project.index_id,
+                project.name,
+                project.display_name,
+                releases.get(project.id, []),
+                docs.get(project.id),
             )
             if values is not None:
                 yield values
@@ -263,22 +288,13 @@ class RebuildCounts:
 
 
 def rebuild_sync(conn: Connection) -> RebuildCounts:
-    """Empty the search table and fill it from the current state (docs text kept)."""
+    """Empty the search table and fill it from the current state."""
     before = conn.execute(select(func.count()).select_from(search_entries)).scalar_one()
-    docs = {
-        (row.index_id, row.name): row.docs
-        for row in conn.execute(
-            select(search_entries.c.index_id, search_entries.c.name, search_entries.c.docs).where(
-                search_entries.c.docs != ""
-            )
-        )
-    }
     conn.execute(delete(search_entries))
     counts = RebuildCounts(before, 0, 0)
     for kind, rows in (("stage", _stage_rows(conn)), ("mirror", _mirror_rows(conn))):
         batch: list[dict[str, Any]] = []
         for values in rows:
-            values["docs"] = docs.get((values["index_id"], values["name"]), "")
             batch.append(values)
             if len(batch) >= 500:
                 conn.execute(search_entries.insert(), batch)
