@@ -122,6 +122,15 @@ class Results:
     def pages(self) -> int:
         return min(MAX_PAGE, max(1, -(-self.total // PER_PAGE)))
 
+    @property
+    def total_exact(self) -> bool:
+        """False when counting stopped at COUNT_CAP (shown as "10000+")."""
+        return self.total <= COUNT_CAP
+
+    @property
+    def total_shown(self) -> int:
+        return min(self.total, COUNT_CAP)
+
 
 def highlight(marked: str) -> Markup:
     """Escape a snippet and turn the search's markers into <mark>; nothing an author
@@ -177,36 +186,50 @@ _NAME_ROWS = {
     "postgresql": "SELECT {cols} FROM search_entries e WHERE e.name LIKE :prefix {filter}",
 }
 _NAME_ROWS_ORDER = " ORDER BY (e.name = :name) DESC, e.name, e.index_id LIMIT :limit"
-# The best `limit` rows matching a full-text query, by the backend's relevance.
+# Counting stops here ("10000+"): the count of a word in every description costs
+# more than the page, and nobody pages that far (MAX_PAGE).
+COUNT_CAP = 10_000
+# The best `limit` rows matching a full-text query. {order} is the backend's
+# relevance, or the newest rows first when the query matches more than COUNT_CAP rows
+# (ranking them all would cost more than the goal allows, and relevance among
+# thousands of matches of a common word means little).
 _TOP = {
     "sqlite": """
         SELECT {cols}, bm25(search_fts, 10.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0) AS score
         FROM search_fts JOIN search_entries e ON e.id = search_fts.rowid
         WHERE search_fts MATCH :fts {filter}
-        ORDER BY score, e.name, e.index_id LIMIT :limit""",
+        ORDER BY {order} LIMIT :limit""",
     "postgresql": """
         SELECT {cols}, ts_rank(e.head, to_tsquery('simple', :tsq)) AS score
         FROM search_entries e
         WHERE e.{column} @@ to_tsquery('simple', :match) {filter}
-        ORDER BY score DESC, e.name, e.index_id LIMIT :limit""",
+        ORDER BY {order} LIMIT :limit""",
 }
-# Without an index filter SQLite ranks inside the FTS table first and joins only the
-# best rows (joining every match of a common word costs more than ranking it).
+_ORDER = {
+    ("sqlite", True): "score, e.name, e.index_id",
+    ("postgresql", True): "score DESC, e.name, e.index_id",
+    ("sqlite", False): "e.id DESC",
+    ("postgresql", False): "e.id DESC",
+}
+# Without an index filter SQLite orders inside the FTS table and joins only the rows
+# kept (joining every match of a common word costs more than ranking it).
 _TOP_UNFILTERED_SQLITE = """
     SELECT {cols}, t.score FROM (
         SELECT rowid AS id, bm25(search_fts, 10.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0) AS score
-        FROM search_fts WHERE search_fts MATCH :fts ORDER BY score LIMIT :limit
+        FROM search_fts WHERE search_fts MATCH :fts ORDER BY {inner_order} LIMIT :limit
     ) t JOIN search_entries e ON e.id = t.id
-    ORDER BY t.score, e.name, e.index_id"""
+    ORDER BY {outer_order}"""
 _COUNT = {
     "sqlite": """
-        SELECT count(*) FROM search_fts JOIN search_entries e ON e.id = search_fts.rowid
-        WHERE search_fts MATCH :fts {filter}""",
+        SELECT count(*) FROM (SELECT 1 FROM search_fts
+            JOIN search_entries e ON e.id = search_fts.rowid
+            WHERE search_fts MATCH :fts {filter} LIMIT :cap)""",
     "postgresql": """
-        SELECT count(*) FROM search_entries e
-        WHERE e.document @@ to_tsquery('simple', :tsq) {filter}""",
+        SELECT count(*) FROM (SELECT 1 FROM search_entries e
+            WHERE e.document @@ to_tsquery('simple', :tsq) {filter} LIMIT :cap) c""",
 }
-_COUNT_UNFILTERED_SQLITE = "SELECT count(*) FROM search_fts WHERE search_fts MATCH :fts"
+_COUNT_UNFILTERED_SQLITE = """
+    SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH :fts LIMIT :cap)"""
 # Which of some rows the full-text query matches (the name rows counted once).
 _MATCHING = {
     "sqlite": "SELECT rowid FROM search_fts WHERE search_fts MATCH :fts AND rowid IN :row_ids",
@@ -222,26 +245,6 @@ SELECT rowid AS id,
     snippet(search_fts, 3, :open, :close, ' … ', 24) AS keywords,
     snippet(search_fts, 4, :open, :close, ' … ', 24) AS classifiers
 FROM search_fts WHERE search_fts MATCH :fts AND rowid = :row_id
-"""
-
-_PG_RANKED = """
-SELECT e.id, e.index_id, e.name, e.display_name, e.kind, e.latest, e.summary,
-    CASE WHEN e.name = :name THEN 0
-         WHEN e.name LIKE :prefix THEN 1
-         WHEN e.document @@ to_tsquery('simple', :tsq_summary) THEN 2
-         ELSE 3 END AS tier,
-    ts_rank_cd(e.document, to_tsquery('simple', :tsq)) AS score
-FROM search_entries e
-WHERE e.index_id IN :ids
-  AND (e.document @@ to_tsquery('simple', :tsq) OR e.name LIKE :prefix)
-ORDER BY tier, score DESC, e.name, e.index_id
-LIMIT :limit
-"""
-
-_PG_COUNT = """
-SELECT count(*) FROM search_entries e
-WHERE e.index_id IN :ids
-  AND (e.document @@ to_tsquery('simple', :tsq) OR e.name LIKE :prefix)
 """
 
 _PG_SNIPPETS = """
@@ -262,7 +265,8 @@ def _expanding(sql: str, *names: str) -> Any:
 async def _database_hits(
     session: AsyncSession, sqlite: bool, query: Query, ids: list[int] | None, upto: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """(the first `upto` rows in rank order, each with its tier; how many match).
+    """(the first `upto` rows in rank order, each with its tier; how many match, at
+    most COUNT_CAP + 1).
 
     Tier by tier, each asking only for as many rows as the page still needs: the
     names (exact, then prefix) from the name index, then the summary matches, then
@@ -279,27 +283,46 @@ async def _database_hits(
         "hi": name + "~",
         "prefix": f"{name}%",
         "ids": ids or [],
+        "cap": COUNT_CAP + 1,
     }
 
-    def statement(sql: str, *expanding: str) -> Any:
-        names = [n for n in expanding if n != "ids" or ids is not None]
-        return _expanding(sql.format(cols=COLUMNS, filter=where, column="{column}"), *names)
+    def statement(sql: str, **parts: str) -> Any:
+        sql = sql.format(cols=COLUMNS, filter=where, **parts)
+        return _expanding(sql, "ids") if ids is not None else text(sql)
+
+    count_sql = _COUNT_UNFILTERED_SQLITE if sqlite and ids is None else _COUNT[backend]
+    total = int((await session.execute(statement(count_sql), params)).scalar_one())
+    ranked = total <= COUNT_CAP
+    order = _ORDER[(backend, ranked)]
 
     taken: dict[int, dict[str, Any]] = {}
     if query.name:
         sql = _NAME_ROWS[backend] + _NAME_ROWS_ORDER
-        for row in await session.execute(statement(sql, "ids"), {**params, "limit": upto}):
+        for row in await session.execute(statement(sql), {**params, "limit": upto}):
             taken[row.id] = {**row._mapping, "tier": 0 if row.name == name else 1}
     name_ids = list(taken)
     for tier, match in ((2, "summary"), (3, "all")):
-        if len(taken) >= upto:
+        if len(taken) >= upto or total == 0:
             break
         limit = upto + len(taken)
         if sqlite:
             expression = f"summary : ({fts})" if match == "summary" else fts
-            sql = _TOP_UNFILTERED_SQLITE if ids is None else _TOP["sqlite"]
+            if ids is None:
+                inner, outer = (
+                    ("score", "t.score, e.name, e.index_id")
+                    if ranked
+                    else (
+                        "rowid DESC",
+                        "e.id DESC",
+                    )
+                )
+                sql_statement = statement(
+                    _TOP_UNFILTERED_SQLITE, inner_order=inner, outer_order=outer
+                )
+            else:
+                sql_statement = statement(_TOP["sqlite"], order=order)
             rows = await session.execute(
-                statement(sql, "ids"), {**params, "fts": expression, "limit": limit}
+                sql_statement, {**params, "fts": expression, "limit": limit}
             )
         else:
             column, tsq = (
@@ -310,17 +333,15 @@ async def _database_hits(
                     params["tsq"],
                 )
             )
-            sql = _TOP["postgresql"].replace("{column}", column)
             rows = await session.execute(
-                statement(sql, "ids"), {**params, "match": tsq, "limit": limit}
+                statement(_TOP["postgresql"], order=order, column=column),
+                {**params, "match": tsq, "limit": limit},
             )
         for row in rows:
             if row.id not in taken and len(taken) < upto:
                 values = dict(row._mapping)
                 values.pop("score", None)
                 taken[row.id] = {**values, "tier": tier}
-    count_sql = _COUNT_UNFILTERED_SQLITE if sqlite and ids is None else _COUNT[backend]
-    total = int((await session.execute(statement(count_sql, "ids"), params)).scalar_one())
     if name_ids:
         # Name rows the full-text query does not match (rare) count once more.
         matching = set(
@@ -331,8 +352,8 @@ async def _database_hits(
             ).scalars()
         )
         total += len(set(name_ids) - matching)
-    ranked = sorted(taken.values(), key=lambda row: row["tier"])  # stable within a tier
-    return ranked, total
+    ranked_rows = sorted(taken.values(), key=lambda row: row["tier"])  # stable in a tier
+    return ranked_rows, total
 
 
 async def _snippets(
