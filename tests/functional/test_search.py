@@ -407,6 +407,7 @@ def test_chromium_search_box_to_project_page(
         page.goto("/+search?q=zephyr")
         assert page.locator(".search-results li").count() == 4
         if SCREENSHOTS:
+            (REPO / "docs/screenshots").mkdir(exist_ok=True)
             page.screenshot(path=str(REPO / "docs/screenshots/search.png"), full_page=True)
         page.goto("/+search?q=configuration")
         with page.expect_navigation():
