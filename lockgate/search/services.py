@@ -237,6 +237,7 @@ _MATCHING = {
 _SNIPPET_COLUMNS = ("description", "docs", "keywords", "classifiers")
 _SNIPPET_WORDS = 24
 _SNIPPET_SCAN = 200_000  # characters of a text searched for a first match
+_TRAILING = re.compile(r"[^\w\s]{0,3}")
 
 
 def _expanding(sql: str, *names: str) -> Any:
@@ -359,12 +360,14 @@ def make_snippet(text: str, words: tuple[str, ...]) -> str | None:
     last = min(len(tokens), first + _SNIPPET_WORDS)
     marked = set(hits)
     parts: list[str] = ["… "] if first > 0 else []
-    position = tokens[first].start()
+    position = tokens[first].start() if first > 0 else 0
     for i in range(first, last):
         token = tokens[i]
         parts.append(text[position : token.start()])
         parts.append(f"{MARK_OPEN}{token.group()}{MARK_CLOSE}" if i in marked else token.group())
         position = token.end()
+    # The punctuation right after the last word ("files." not "files").
+    parts.append(_TRAILING.match(text, position).group())  # type: ignore[union-attr]
     if last < len(tokens) or len(text) > _SNIPPET_SCAN:
         parts.append(" …")
     return "".join(parts)
