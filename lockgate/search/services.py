@@ -225,14 +225,6 @@ _COUNT = {
 }
 _COUNT_UNFILTERED_SQLITE = """
     SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH :fts LIMIT :cap)"""
-# Which of some rows the full-text query matches (the name rows counted once).
-_MATCHING = {
-    "sqlite": "SELECT rowid FROM search_fts WHERE search_fts MATCH :fts AND rowid IN :row_ids",
-    "postgresql": """SELECT e.id FROM search_entries e
-        WHERE e.document @@ to_tsquery('simple', :tsq) AND e.id IN :row_ids""",
-}
-
-
 # The texts a snippet is cut from, in the order they are tried.
 _SNIPPET_COLUMNS = ("description", "docs", "keywords", "classifiers")
 _SNIPPET_WORDS = 24
@@ -329,16 +321,10 @@ async def _database_hits(
                 values = dict(row._mapping)
                 values.pop("score", None)
                 taken[row.id] = {**values, "tier": tier}
-    if name_ids:
-        # Name rows the full-text query does not match (rare) count once more.
-        matching = set(
-            (
-                await session.execute(
-                    _expanding(_MATCHING[backend], "row_ids"), {**params, "row_ids": name_ids}
-                )
-            ).scalars()
-        )
-        total += len(set(name_ids) - matching)
+    # A name row is a full-text match too (its name is indexed, split into words that
+    # the query's words are prefixes of), so the count already holds it; this only
+    # guards the odd name the tokenizers split otherwise.
+    total = max(total, len(name_ids))
     ranked_rows = sorted(taken.values(), key=lambda row: row["tier"])  # stable in a tier
     return ranked_rows, total
 
