@@ -249,13 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projects", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--pg", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--sqlite", choices=("on", "off"), default="on")
     args = parser.parse_args(argv)
     if not 1 <= args.projects <= 1_000_000:
         parser.error("--projects must be between 1 and 1,000,000")
     created: list[str] = []
     out: dict[str, Any] = {"projects": args.projects, "rounds": args.rounds, "goal_ms": GOAL_MS}
     with tempfile.TemporaryDirectory(prefix="lockgate-search-bench-") as tmp:
-        backends = [("sqlite", f"sqlite:///{Path(tmp) / 'bench.sqlite'}")]
+        backends = []
+        if args.sqlite == "on":
+            backends.append(("sqlite", f"sqlite:///{Path(tmp) / 'bench.sqlite'}"))
         try:
             pg = postgres_url(args.pg, created)
             if pg:
