@@ -80,9 +80,14 @@ def clients(tmp_path: Path) -> Clients:
     return Clients(tmp_path)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Chromium (one per test worker). Absent chromium fails in CI, skips elsewhere."""
+    """Headless Chromium (one per test module). Absent chromium fails in CI, skips elsewhere.
+
+    Per module, not per session: Playwright's sync API keeps an event loop running while
+    the browser lives, and a later test in the same worker calling asyncio.run() (the
+    replay and replica tests do) would fail with "cannot be called from a running event
+    loop"."""
     from tests.support.browser import chromium_path, launched_chromium
 
     if chromium_path() is None:
