@@ -100,9 +100,7 @@ def upgrade() -> None:
     if postgres:
         tsvector = sa.dialects.postgresql.TSVECTOR
         columns.append(sa.Column("head", tsvector(), sa.Computed(PG_HEAD, persisted=True)))
-        columns.append(
-            sa.Column("document", tsvector(), sa.Computed(PG_DOCUMENT, persisted=True))
-        )
+        columns.append(sa.Column("document", tsvector(), sa.Computed(PG_DOCUMENT, persisted=True)))
     op.create_table("search_entries", *columns)
     op.create_index("ix_search_entries_name", "search_entries", ["name"])
     if postgres:
