@@ -22,10 +22,22 @@ def _entry_modules() -> tuple[ModuleType, ...]:
     from lockgate.mirror import entries as mirror
     from lockgate.namespaces import entries as namespaces
     from lockgate.packages import entries as packages
+    from lockgate.search import entries as search
     from lockgate.transfer import entries as transfer
     from lockgate.workflow import entries as workflow
 
-    return (accounts, indexes, packages, mirror, namespaces, transfer, hooks, workflow, docs)
+    return (
+        accounts,
+        indexes,
+        packages,
+        mirror,
+        namespaces,
+        transfer,
+        hooks,
+        workflow,
+        docs,
+        search,
+    )
 
 
 def build_registry() -> EntryRegistry:

@@ -4,6 +4,12 @@ each domain's part of the state digest, and the blobs each domain's state refere
 `changelog/` imports no domain. Each domain's `entries.py` has a
 `register(registry)` that adds its kinds and digest part; `lockgate.domains`
 calls them all where the application and the command line start.
+
+Observers let a domain keep a projection of other domains' state current (the
+search index) without the owning domain knowing it: `observe(kinds, observer)`, and
+the observer runs right after every applied entry of those kinds, in the same session
+and transaction — for `record()` (a write here, an import) and for
+`apply_foreign_entry` (a replica, a replay) alike.
 """
 
 from __future__ import annotations
@@ -20,6 +26,13 @@ from lockgate.changelog.payloads import EntryFormatError, Payload
 DigestPart = Callable[[AsyncSession], Awaitable[dict[str, Any]]]
 # The blobs a domain's current state references (what gc must keep, fsck must find).
 BlobRefs = Callable[[AsyncSession], Awaitable[set[str]]]
+# Called right after an entry of a kind it observes was applied, in the same session.
+Observer = Callable[[AsyncSession, Payload], Awaitable[None]]
+
+# Observers by kind, for the whole process: `record()` is called from every service with
+# only a session, so it cannot be handed the registry. Registering is idempotent (every
+# `build_registry()` registers the same functions), so this holds one list per kind.
+_OBSERVERS: dict[str, list[Observer]] = {}
 
 
 class UnknownEntryKind(EntryFormatError):
@@ -48,6 +61,13 @@ class EntryRegistry:
         if domain in self._blob_refs:
             raise ValueError(f"blob references of {domain!r} are registered twice")
         self._blob_refs[domain] = refs
+
+    def observe(self, kinds: tuple[str, ...], observer: Observer) -> None:
+        """Call `observer(session, payload)` after each applied entry of `kinds`."""
+        for kind in kinds:
+            observers = _OBSERVERS.setdefault(kind, [])
+            if observer not in observers:
+                observers.append(observer)
 
     @property
     def kinds(self) -> dict[str, type[Payload]]:
@@ -79,6 +99,13 @@ class EntryRegistry:
                     raise ValueError(f"digest section {section!r} of {domain} is taken")
                 combined[section] = value
         return combined
+
+
+async def notify_observers(session: AsyncSession, payload: Payload) -> None:
+    """Run the observers of `payload`'s kind; the writer and replay call this right
+    after applying it, so a projection commits (or rolls back) with the entry."""
+    for observer in _OBSERVERS.get(payload.KIND, ()):
+        await observer(session, payload)
 
 
 def row_values(row: Any, *skip: str) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lockgate.changelog.codec import ChainCursor, Entry
 from lockgate.changelog.models import ChangelogEntry
 from lockgate.changelog.payloads import applying_foreign_entries
-from lockgate.changelog.registry import EntryRegistry
+from lockgate.changelog.registry import EntryRegistry, notify_observers
 from lockgate.changelog.writer import lock_serial
 from lockgate.db.state import require_state
 
@@ -73,6 +73,7 @@ async def apply_foreign_entry(session: AsyncSession, registry: EntryRegistry, en
     state.last_hash = entry.hash
     with applying_foreign_entries(session):
         await payload.apply(session)
+        await notify_observers(session, payload)
         await session.flush()
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lockgate.changelog.codec import Actor, canonical_json, entry_hash
 from lockgate.changelog.models import ChangelogEntry
 from lockgate.changelog.payloads import Payload
+from lockgate.changelog.registry import notify_observers
 from lockgate.db.models import ServerState
 from lockgate.db.session import Database
 from lockgate.db.state import STATE_ROW
@@ -82,6 +83,7 @@ async def record(session: AsyncSession, payload: Payload, actor: Actor) -> int:
     state.serial = serial
     state.last_hash = new_hash
     await payload.apply(session)
+    await notify_observers(session, payload)
     await session.flush()
     return serial
 

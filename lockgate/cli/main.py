@@ -411,6 +411,32 @@ def fsck(serverdir: Path | None) -> None:
 
 @main.command()
 @SERVERDIR_OPTION
+def reindex(serverdir: Path | None) -> None:
+    """Rebuild the search index from the current state (only to repair a damaged one:
+    uploads, replicas and imports keep it current by themselves)."""
+    import asyncio
+
+    from lockgate.db.session import Database
+    from lockgate.search.services import rebuild
+
+    settings = ready_settings(serverdir)
+
+    async def run() -> None:
+        db = Database(settings.db_url)
+        try:
+            counts = await rebuild(db)
+        finally:
+            await db.dispose()
+        click.echo(
+            f"search index rebuilt: {counts.stage} stage project(s), {counts.mirror} cached "
+            f"mirror project(s) (was {counts.before} row(s))"
+        )
+
+    asyncio.run(run())
+
+
+@main.command()
+@SERVERDIR_OPTION
 def promote(serverdir: Path | None) -> None:
     """Turn a (stopped) replica into a primary: it stops following and takes writes."""
     from lockgate.serverdir import ServerDirError

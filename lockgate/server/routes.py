@@ -27,6 +27,8 @@ from lockgate.names import check_name
 from lockgate.namespaces import views as namespaces
 from lockgate.packages import views as packages
 from lockgate.replica import views as replication
+from lockgate.search import pages as search_pages
+from lockgate.search import views as search
 from lockgate.server import status
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
@@ -70,6 +72,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/", page_or(account_pages.root_page, accounts.root_listing), name="root")
     r.add_get("/+static/{name:[^/]+}", serve_static, name="static")
     r.add_get("/+status", page_or(status.status_page, status.status), name="status")
+    r.add_get("/+search", page_or(search_pages.search_page, search.search_json), name="search")
     r.add_get("/+changelog", replication.changelog, name="changelog")
     r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
 

@@ -571,3 +571,19 @@ def test_release_pages_link_to_their_docs(
         assert 'href="/alice/dev/acme-utils/1.0/+doc/"' in page.text, index
         without = server.get(f"/{index}/acme-utils/2.0", headers=browser)
         assert "+doc/" not in without.text and "none uploaded" in without.text
+
+
+def test_documentation_text_is_searchable_at_once(
+    make_server: Callable[..., LockgateServer], tmp_path: Path
+) -> None:
+    """Search (lockgate/search) indexes the latest release's documentation text in the
+    same transaction as the upload: a word only the docs contain finds the project."""
+    server = make_server()
+    set_up(server, tmp_path, "1.0")
+    manual = doc_zip(**{"index.html": "<html><body>Parses HL7 quokkaphrase messages</body></html>"})
+    assert post_docs(server, "alice/dev", "acme-utils", "1.0", manual).status_code == 200
+    found = server.get(
+        "/+search", params={"q": "quokkaphrase"}, headers={"Accept": "application/json"}
+    )
+    assert found.status_code == 200, found.text
+    assert [hit["project"] for hit in found.json()["results"]] == ["acme-utils"], found.json()

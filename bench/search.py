@@ -1,0 +1,283 @@
+"""Search latency: p50 and p99 of `/+search` queries over 100,000 projects, on SQLite
+(FTS5) and PostgreSQL (tsvector + GIN, pg_trgm), against the goal of p99 < 50 ms.
+
+The corpus is written straight into a migrated database (a user, a stage index and
+N rows of the search table, with names, summaries and descriptions drawn from a
+fixed vocabulary by a seeded generator), because uploading 100,000 projects through
+twine would take hours and measures the upload path, not search. The queries then run
+through `lockgate.search.services.search`, the function `/+search` calls (scope:
+every index, the ranking, counting and snippets included); HTTP parsing and JSON
+rendering are not in the numbers.
+
+    .venv/bin/python bench/search.py                    # 100,000 projects, both backends
+    .venv/bin/python bench/search.py --projects 10000 --pg off
+
+Bounded: the corpus size is a flag, every query runs `--rounds` times, PostgreSQL is
+a fresh database on 127.0.0.1:5432 dropped at the end; nothing else is contacted.
+Writes bench/results/search-latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench import drop_databases, log, postgres_url  # noqa: E402
+
+GOAL_MS = 50.0
+WORDS = [
+    "http",
+    "client",
+    "server",
+    "async",
+    "parser",
+    "json",
+    "yaml",
+    "toml",
+    "config",
+    "logging",
+    "test",
+    "mock",
+    "data",
+    "frame",
+    "array",
+    "matrix",
+    "vector",
+    "plot",
+    "chart",
+    "image",
+    "audio",
+    "video",
+    "stream",
+    "queue",
+    "cache",
+    "store",
+    "sql",
+    "graph",
+    "tree",
+    "search",
+    "index",
+    "token",
+    "crypto",
+    "hash",
+    "secure",
+    "auth",
+    "user",
+    "admin",
+    "web",
+    "api",
+    "cloud",
+    "storage",
+    "file",
+    "path",
+    "time",
+    "date",
+    "zone",
+    "locale",
+    "string",
+    "text",
+    "markdown",
+    "render",
+    "template",
+    "email",
+    "socket",
+    "network",
+    "proxy",
+    "retry",
+    "pool",
+    "thread",
+    "process",
+    "task",
+    "job",
+    "worker",
+]
+QUERIES = [
+    "http",  # a common word: many matches, ranking and counting dominate
+    "json parser",  # two words
+    "pkg-04242",  # an exact name
+    "pkg-0424",  # a name prefix (10 names)
+    "rend",  # a word prefix
+    "nonexistentword",  # nothing
+    "zone locale string",  # three words, few matches
+]
+
+
+def _vocabulary(rng: random.Random, size: int = 5000) -> tuple[list[str], list[float]]:
+    """The real words first, then made-up ones, drawn with Zipf-like weights (1/rank):
+    the top words appear in a large share of descriptions, as "python" does on PyPI."""
+    syllables = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "zo", "pe", "shi", "dra", "qu"]
+    words = list(WORDS)
+    seen = set(words)
+    while len(words) < size:
+        word = "".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words, [1.0 / (rank + 1) for rank in range(len(words))]
+
+
+def _row(n: int, rng: random.Random, vocabulary: tuple[list[str], list[float]]) -> dict[str, Any]:
+    words, weights = vocabulary
+
+    def draw(k: int) -> list[str]:
+        return rng.choices(words, weights, k=k)
+
+    summary = " ".join(draw(rng.randint(3, 8)))
+    body = " ".join(draw(rng.randint(40, 160)))
+    return {
+        "index_id": 0,  # set by the caller
+        "name": f"pkg-{n:05d}",
+        "display_name": f"pkg-{n:05d}",
+        "kind": "stage",
+        "latest": f"1.{n % 7}.0",
+        "summary": summary,
+        "description": f"# pkg-{n:05d}\n\n{body}",
+        "keywords": " ".join(draw(3)),
+        "classifiers": "Programming Language :: Python :: 3",
+        "versions": f"1.{n % 7}.0 1.0.0",
+        "docs": "",
+    }
+
+
+def build(url: str, projects: int) -> None:
+    from sqlalchemy import text
+
+    from lockgate import migrations
+    from lockgate.db.engine import make_sync_engine
+    from lockgate.search.models import search_entries
+
+    migrations.upgrade(url)
+    engine = make_sync_engine(url)
+    rng = random.Random(4242)
+    vocabulary = _vocabulary(rng)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (name, password_hash, created_at) "
+                    "VALUES ('bench', 'x', '2026-01-01T00:00:00Z')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO indexes (user_name, name, type, config) "
+                    """VALUES ('bench', 'dev', 'stage', '{"bases": []}')"""
+                )
+            )
+            index_id = conn.execute(text("SELECT id FROM indexes")).scalar_one()
+            for start in range(0, projects, 2000):
+                batch = [
+                    _row(n, rng, vocabulary) for n in range(start, min(projects, start + 2000))
+                ]
+                for row in batch:
+                    row["index_id"] = index_id
+                conn.execute(search_entries.insert(), batch)
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                    text("VACUUM ANALYZE search_entries")
+                )
+            else:
+                conn.execute(text("INSERT INTO search_fts(search_fts) VALUES ('optimize')"))
+                conn.execute(text("ANALYZE"))
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+async def measure(url: str, rounds: int) -> dict[str, Any]:
+    from lockgate.db.session import Database
+    from lockgate.search.services import search
+    from lockgate.storage.blobs import BlobStore
+
+    db = Database(url)
+    tmp = Path(tempfile.mkdtemp(prefix="lockgate-search-bench-"))
+    blobs = BlobStore(tmp / "blobs", tmp / "tmp")
+    results: dict[str, Any] = {}
+    try:
+        for q in QUERIES:  # warm up: caches, plans
+            await search(db, blobs, None, q)
+        timings: dict[str, list[float]] = {q: [] for q in QUERIES}
+        for _ in range(rounds):
+            for q in QUERIES:
+                started = time.perf_counter()
+                found = await search(db, blobs, None, q)
+                timings[q].append((time.perf_counter() - started) * 1000)
+                results.setdefault(q, {"total": found.total})
+        every = [t for ts in timings.values() for t in ts]
+        for q, ts in timings.items():
+            results[q].update(_summary(ts))
+        results["all"] = _summary(every)
+    finally:
+        await db.dispose()
+    return results
+
+
+def _summary(timings: list[float]) -> dict[str, float]:
+    ordered = sorted(timings)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(p99, 2),
+        "p99_vs_goal": round(p99 / GOAL_MS, 2),
+    }
+
+
+def report(backend: str, projects: int, results: dict[str, Any]) -> None:
+    print(f"\n{backend}: {projects:,} projects (goal: p99 < {GOAL_MS:.0f} ms)")
+    print(f"  {'query':<22} {'matches':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99/goal':>9}")
+    for q, r in results.items():
+        total = "" if q == "all" else f"{r['total']:,}"
+        print(f"  {q:<22} {total:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['p99_vs_goal']:>9}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--projects", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--pg", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--sqlite", choices=("on", "off"), default="on")
+    args = parser.parse_args(argv)
+    if not 1 <= args.projects <= 1_000_000:
+        parser.error("--projects must be between 1 and 1,000,000")
+    created: list[str] = []
+    out: dict[str, Any] = {"projects": args.projects, "rounds": args.rounds, "goal_ms": GOAL_MS}
+    with tempfile.TemporaryDirectory(prefix="lockgate-search-bench-") as tmp:
+        backends = []
+        if args.sqlite == "on":
+            backends.append(("sqlite", f"sqlite:///{Path(tmp) / 'bench.sqlite'}"))
+        try:
+            pg = postgres_url(args.pg, created)
+            if pg:
+                backends.append(("postgresql", pg))
+            for backend, url in backends:
+                log(f"{backend}: writing {args.projects:,} projects")
+                started = time.monotonic()
+                build(url, args.projects)
+                log(f"{backend}: built in {time.monotonic() - started:.0f} s; measuring")
+                results = asyncio.run(measure(url, args.rounds))
+                report(backend, args.projects, results)
+                out[backend] = results
+        finally:
+            drop_databases(created)
+    target = Path(__file__).resolve().parent / "results" / "search-latest.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

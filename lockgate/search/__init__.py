@@ -1,0 +1,1 @@
+"""Full-text search over every index's projects (`/+search`, `lockgate reindex`)."""
