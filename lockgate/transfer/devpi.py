@@ -58,13 +58,13 @@ from lockgate.indexes.services import (
 from lockgate.names import check_name
 from lockgate.packages.entries import FileAdd, ReleaseYank
 from lockgate.storage.blobs import BlobStore, HashingWriter
-from lockgate.transfer.importer import ImportRefused
+from lockgate.transfer.importer import IMPORTER, ImportRefused
 from lockgate.uploads.validation import UploadForm, UploadRejected, check_distribution
 from lockgate.workflow.entries import ResultPost
 from lockgate.workflow.results import ResultSpec, bound_log, results_from_toxresult
 
 # Recorded as the cause of everything a devpi import writes.
-DEVPI_IMPORTER = Actor("import")
+DEVPI_IMPORTER: Actor = IMPORTER
 DUMPVERSIONS = ("1", "2")
 MAX_DATAINDEX_BYTES = 1024 * 1024 * 1024
 MAX_TOXRESULT_BYTES = 16 * 1024 * 1024
@@ -709,6 +709,9 @@ async def _apply(session: Any, plan: DevpiPlan, reset_hashes: dict[str, str]) ->
     for user in plan.users:
         password_hash = user.password_hash or reset_hashes[user.name]
         current = await get_user(session, user.name)
+        if user.name != ROOT_USER and await users_named_any_case(session, user.name):
+            # Created since the check before the copy (a server running meanwhile).
+            raise _refuse(f"this server already has user {user.name!r}")
         await record(
             session,
             UserPut(
