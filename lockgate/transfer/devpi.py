@@ -60,7 +60,7 @@ from lockgate.packages.entries import FileAdd, ReleaseYank
 from lockgate.storage.blobs import BlobStore, HashingWriter
 from lockgate.transfer.importer import IMPORTER, ImportRefused
 from lockgate.uploads.validation import UploadForm, UploadRejected, check_distribution
-from lockgate.workflow.entries import ResultPost
+from lockgate.workflow.entries import PushedFile, ReleasePush, ResultPost
 from lockgate.workflow.results import ResultSpec, bound_log, results_from_toxresult
 
 # Recorded as the cause of everything a devpi import writes.
@@ -118,9 +118,17 @@ class DevpiFile:
     recorded: dict[str, str]  # hash name -> hex, as devpi recorded them
     upload_time: str
     uploader: str | None
+    pushed: Push | None = None  # how the file reached this index, when devpi pushed it
     temp: Path | None = None
     payload: FileAdd | None = None
     core_metadata: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Push:
+    source: str  # user/index
+    by: str
+    at: str
 
 
 @dataclass
@@ -210,6 +218,21 @@ def _first_upload(log: Any) -> tuple[str | None, str | None]:
                 who = item.get("who")
                 return (who if isinstance(who, str) else None), _iso(item.get("when"))
     return None, None
+
+
+def _last_push(log: Any, index: str) -> Push | None:
+    """The push that brought a file to `index`, from devpi's per-file log (its
+    last entry naming `index` as the destination)."""
+    if not isinstance(log, list):
+        return None
+    for item in reversed(log):
+        if not isinstance(item, dict) or item.get("dst") != index:
+            continue
+        source, who, when = item.get("src"), item.get("who"), _iso(item.get("when"))
+        if item.get("what") == "push" and isinstance(source, str) and source != index:
+            return Push(source, who if isinstance(who, str) else "import", when or utcnow_iso())
+        return None
+    return None
 
 
 def _recorded_hashes(desc: dict[str, Any]) -> dict[str, str]:
@@ -446,6 +469,7 @@ def read_dataindex(root: Path) -> DevpiPlan:
                         recorded,
                         when,
                         who,
+                        _last_push(desc.get("log"), path),
                     )
                 )
                 with_files.add((canonicalize_name(project), version))
@@ -728,13 +752,7 @@ async def _apply(session: Any, plan: DevpiPlan, reset_hashes: dict[str, str]) ->
             await modify_index(session, index.user, index.name, data, DEVPI_IMPORTER)
         else:
             await create_index(session, index.user, index.name, data, DEVPI_IMPORTER)
-    done: set[tuple[str, str]] = set()
-    for item in sorted(plan.files, key=lambda f: (f.upload_time, f.index, f.filename)):
-        assert item.payload is not None
-        if (item.index, item.filename) in done:
-            continue
-        done.add((item.index, item.filename))
-        await record(session, item.payload, DEVPI_IMPORTER)
+    files = await _add_files(session, plan)
     for path, project, version, reason in plan.yanks:
         owner, name = path.split("/")
         await record(
@@ -777,7 +795,62 @@ async def _apply(session: Any, plan: DevpiPlan, reset_hashes: dict[str, str]) ->
                 DEVPI_IMPORTER,
             )
             posted += 1
-    return len(done), posted
+    return files, posted
+
+
+async def _add_files(session: Any, plan: DevpiPlan) -> int:
+    """Uploaded files as `file.add`; files devpi pushed as one `release.push` per push
+    (so lockgate shows where the release came from), in the order devpi pushed them;
+    a push whose source files the export no longer holds becomes plain `file.add`s."""
+    unique: dict[tuple[str, str], DevpiFile] = {}
+    for item in plan.files:
+        unique.setdefault((item.index, item.filename), item)
+    present: set[tuple[str, str, str]] = set()  # index, filename, sha256
+    pushes: dict[tuple[str, str, str, str, str], list[DevpiFile]] = defaultdict(list)
+    for item in sorted(unique.values(), key=lambda f: (f.upload_time, f.index, f.filename)):
+        assert item.payload is not None
+        if item.pushed is not None:
+            push = item.pushed
+            key = (
+                push.at,
+                item.index,
+                push.source,
+                str(canonicalize_name(item.project)),
+                item.version,
+            )
+            pushes[key].append(item)
+            continue
+        await record(session, item.payload, DEVPI_IMPORTER)
+        present.add((item.index, item.filename, item.payload.sha256))
+    for key in sorted(pushes):
+        at, target, source, _, version = key
+        group = pushes[key]
+        payloads = [f.payload for f in group if f.payload is not None]
+        if all((source, p.filename, p.sha256) in present for p in payloads):
+            owner, name = target.split("/")
+            source_owner, source_name = source.split("/")
+            await record(
+                session,
+                ReleasePush(
+                    user=owner,
+                    index=name,
+                    source_user=source_owner,
+                    source_index=source_name,
+                    project=group[0].project,
+                    version=version,
+                    files=tuple(
+                        PushedFile(p.filename, p.sha256, p.core_metadata_sha256) for p in payloads
+                    ),
+                    pushed_at=at,
+                    pushed_by=group[0].pushed.by if group[0].pushed else "import",
+                ),
+                DEVPI_IMPORTER,
+            )
+        else:
+            for payload in payloads:
+                await record(session, payload, DEVPI_IMPORTER)
+        present.update((target, p.filename, p.sha256) for p in payloads)
+    return len(unique)
 
 
 def _commit_blobs(plan: DevpiPlan, blobs: BlobStore) -> None:

@@ -284,6 +284,10 @@ def test_devpi_export_imports_with_every_page_and_file(
         assert [(r["environment"], r["outcome"]) for r in wheel["test_results"]] == [
             ("py311", "passed")
         ]
+        # devpi-client's push arrives as a push: alice/base shows where 1.0 came from.
+        pushed = server.get("/alice/base/pypi/alpha/1.0/json").json()["urls"]
+        assert {u["pushed_from"] for u in pushed} == {"alice/dev"}
+        assert {u["uploader"] for u in pushed} == {"alice"}
         # The users log in with their devpi passwords: twine uploads, pip installs.
         new = make_wheel(tmp_path / "new", "alpha", "3.0", requires_python=">=3.8")
         upload = clients.twine_upload(server.url + "/alice/dev/", [new], "alice", ALICE_PW)
