@@ -239,7 +239,7 @@ def test_devpi_export_imports_with_every_page_and_file(
     assert "alice/dev alpha 1.0" in out, out
 
     server = LockgateServer(serverdir, db_url)
-    server.start()
+    server.start(timeout=180)
     try:
         for index in INDEXES:
             assert _lockgate_projects(server, index) == {
@@ -398,7 +398,7 @@ def test_bad_devpi_exports_change_nothing(
     assert blobs_after == blobs_before
     assert not [p for p in (serverdir / "tmp").iterdir()]
     server = LockgateServer(serverdir, db_url)
-    server.start()
+    server.start(timeout=180)
     try:
         assert server.get("/alice").status_code == 404
         serial = server.serial()
@@ -437,6 +437,27 @@ def test_devpi_password_formats_yanks_and_odd_settings(
         # indexes do; its stage indexes cannot yank yet): the shape is the same.
         data["indexes"]["alice/dev"]["projects"]["alpha"]["2.0"]["yanked"] = "broken build"
         data["indexes"]["alice/dev"]["indexconfig"]["mirror_whitelist_inheritance"] = "union"
+        # devpi's root/pypi (devpi-init without --no-root-pypi), exported with
+        # --include-mirrored-files: its settings come, its cached files do not.
+        data["indexes"]["root/pypi"] = {
+            "indexconfig": {
+                "type": "mirror",
+                "mirror_url": "https://pypi.example.org/simple/",
+                "mirror_cache_expiry": 600,
+                "mirror_web_url_fmt": "https://pypi.example.org/project/{name}/",
+                "volatile": False,
+                "title": "PyPI",
+            },
+            "projects": {"six": {"1.16.0": {"name": "six", "version": "1.16.0"}}},
+            "files": [
+                {
+                    "type": "releasefile",
+                    "projectname": "six",
+                    "version": "1.16.0",
+                    "relpath": "root/pypi/+f/six-1.16.0-py2.py3-none-any.whl",
+                }
+            ],
+        }
 
     _rewrite_index(variant, change)
     server = make_server("target")
@@ -447,12 +468,19 @@ def test_devpi_password_formats_yanks_and_odd_settings(
     assert "cannot be carried (set a new password for each" in result.stdout
     assert ": dave" in result.stdout, result.stdout
     assert 'mirror_whitelist_inheritance="union"' in result.stdout, result.stdout
-    server.start()
+    assert "files of devpi mirror indexes not imported" in result.stdout, result.stdout
+    server.start(timeout=180)
     assert server.get("/carol/+tokens", auth=("carol", "carol-old-pw")).status_code == 200
     assert server.get("/carol/+tokens", auth=("carol", "wrong")).status_code == 401
     assert server.get("/dave/+tokens", auth=("dave", "{SSHA}not-a-devpi-hash")).status_code == 401
     page = _lockgate_page(server, "alice/dev", "alpha")
     assert page["alpha-2.0-py3-none-any.whl"][2] is True
     assert page["alpha-1.0-py3-none-any.whl"][2] is False
+    pypi = server.get("/root/pypi", headers={"Accept": "application/json"}).json()["result"]
+    assert (pypi["mirror_url"], pypi["mirror_cache_expiry"], pypi["title"]) == (
+        "https://pypi.example.org/simple/",
+        600,
+        "PyPI",
+    )
     info = server.get("/alice/dev/pypi/alpha/2.0/json").json()
     assert info["urls"][0]["yanked_reason"] == "broken build"
