@@ -45,7 +45,7 @@ from lockgate.accounts.services import ROOT_USER, get_user, users_named_any_case
 from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import lock_serial, record, utcnow_iso
 from lockgate.db.session import Database
-from lockgate.distfiles import packagetype_of
+from lockgate.distfiles import packagetype_of, version_from_filename
 from lockgate.errors import LockgateError
 from lockgate.indexes.config import MIRROR_KEYS, STAGE_KEYS
 from lockgate.indexes.services import (
@@ -55,7 +55,7 @@ from lockgate.indexes.services import (
     modify_index,
     precheck_config,
 )
-from lockgate.names import check_name
+from lockgate.names import check_name, is_valid_project_name
 from lockgate.packages.entries import FileAdd, ReleaseYank
 from lockgate.storage.blobs import BlobStore, HashingWriter
 from lockgate.transfer.importer import IMPORTER, ImportRefused
@@ -274,6 +274,9 @@ def _export_path(root: Path, relpath: Any) -> Path:
     path = root.joinpath(*parts)
     if not path.is_file():
         raise _refuse(f"the export lists {relpath}, but the file is missing")
+    # A symbolic link out of the export is as bad as "..".
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise _refuse(f"file path {relpath!r} in dataindex.json leads outside the export")
     return path
 
 
@@ -448,8 +451,13 @@ def read_dataindex(root: Path) -> DevpiPlan:
             source = _export_path(root, desc.get("relpath"))
             project = desc.get("projectname")
             version = desc.get("version")
+            if version is None and desc["type"] == "releasefile":
+                # dumpversion 1 left it out; devpi's own import reads it from the name.
+                version = version_from_filename(source.name) or None
             if not isinstance(project, str) or not isinstance(version, str):
                 raise _refuse(f"{desc.get('relpath')}: no 'projectname' or 'version'")
+            if not is_valid_project_name(project):
+                raise _refuse(f"{desc['relpath']}: invalid project name {project!r}")
             who, when = _first_upload(desc.get("log"))
             mapping = desc.get("entrymapping") if isinstance(desc.get("entrymapping"), dict) else {}
             when = when or _iso((mapping or {}).get("last_modified")) or utcnow_iso()

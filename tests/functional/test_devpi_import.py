@@ -371,6 +371,13 @@ def test_bad_devpi_exports_change_nothing(
         outside, lambda d: _files(d, "alice/dev")[0].update(relpath="../../../etc/passwd")
     )
 
+    symlink = _copy(export, tmp_path, "symlink")
+    linked = _files(json.loads((symlink / "dataindex.json").read_text()), "bob/feature")[0]
+    outside_file = tmp_path / "outside.whl"
+    outside_file.write_bytes((symlink / linked["relpath"]).read_bytes())
+    (symlink / linked["relpath"]).unlink()
+    (symlink / linked["relpath"]).symlink_to(outside_file)
+
     plugin = _copy(export, tmp_path, "plugin")
     _rewrite_index(
         plugin, lambda d: d["indexes"]["alice/dev"]["indexconfig"].update(type="constrained")
@@ -382,6 +389,7 @@ def test_bad_devpi_exports_change_nothing(
         doc: "alpha-1.0.doc.zip does not match the sha256 devpi recorded",
         version: "unsupported devpi export format: dumpversion '99'",
         outside: "leads outside the export",
+        symlink: f"file path {linked['relpath']!r} in dataindex.json leads outside the export",
         plugin: "has type 'constrained' (a devpi plugin's)",
         tmp_path / "nowhere": "is not a directory",
         tmp_path: "holds no dataindex.json",
