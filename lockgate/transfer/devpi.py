@@ -47,7 +47,7 @@ from lockgate.changelog.writer import lock_serial, record, utcnow_iso
 from lockgate.db.session import Database
 from lockgate.distfiles import packagetype_of, version_from_filename
 from lockgate.errors import LockgateError
-from lockgate.indexes.config import MIRROR_KEYS, STAGE_KEYS
+from lockgate.indexes.config import MIRROR_KEYS, STAGE_KEYS, parse_config
 from lockgate.indexes.services import (
     create_index,
     get_index,
@@ -57,7 +57,7 @@ from lockgate.indexes.services import (
 )
 from lockgate.names import check_name, is_valid_project_name
 from lockgate.packages.entries import FileAdd, ReleaseYank
-from lockgate.storage.blobs import BlobStore, HashingWriter
+from lockgate.storage.blobs import BlobStore, Digests, HashingWriter
 from lockgate.transfer.importer import IMPORTER, ImportRefused
 from lockgate.uploads.validation import UploadForm, UploadRejected, check_distribution
 from lockgate.workflow.entries import PushedFile, ReleasePush, ResultPost
@@ -422,6 +422,11 @@ def read_dataindex(root: Path) -> DevpiPlan:
         if parts[0] not in user_names:
             raise _refuse(f"index {path} belongs to user {parts[0]!r}, who is not in the export")
         kind, config, dropped = _index_config(path, meta["indexconfig"])
+        try:
+            # Refused now, naming the index, rather than half-way through the copy.
+            parse_config(parts[0], parts[1], {"type": kind, **config})
+        except LockgateError as exc:
+            raise _refuse(f"the settings of devpi index {path} are not valid here: {exc}") from None
         indexes[path] = DevpiIndex(parts[0], parts[1], kind, config, dropped)
         if dropped:
             notes.append(f"index {path}: devpi settings not carried: {', '.join(dropped)}")
@@ -566,7 +571,7 @@ def _check_recorded(
 
 def _copy_verified(
     blobs: BlobStore, source: Path, recorded: dict[str, str], what: str
-) -> tuple[Path, Any]:
+) -> tuple[Path, Digests]:
     out, temp = blobs.new_temp()
     try:
         with out, source.open("rb") as handle:
@@ -582,7 +587,10 @@ def _copy_verified(
 
 
 def _file_payload(
-    item: DevpiFile, digests: Any, versions: dict[tuple[str, str], dict[str, Any]], notes: list[str]
+    item: DevpiFile,
+    digests: Digests,
+    versions: dict[tuple[str, str], dict[str, Any]],
+    notes: list[str],
 ) -> tuple[FileAdd, bytes | None]:
     """The `file.add` an upload of this file would have recorded: its metadata read
     from the archive as an upload's is; devpi's requires_python (what its pages said)
@@ -603,7 +611,9 @@ def _file_payload(
     requires_python: str | None = None
     core_metadata: bytes | None = None
     metadata: dict[str, Any] = {
-        k: v for k, v in vdata.items() if isinstance(v, str | list) and v and k != "yanked"
+        k: v
+        for k, v in vdata.items()
+        if isinstance(v, str | list) and v and k != "yanked" and not k.startswith(("+", ":"))
     }
     try:
         Version(item.version)
@@ -687,17 +697,17 @@ def stage_files(root: Path, plan: DevpiPlan, blobs: BlobStore) -> list[Path]:
                 blobs, doc.source, doc.recorded, f"{doc.index}: {doc.source.name}"
             )
             blobs.discard(temp)
+        seen: dict[tuple[str, str], str] = {}
+        for item in plan.files:
+            key = (item.index, item.filename)
+            assert item.payload is not None
+            if key in seen and seen[key] != item.payload.sha256:
+                raise _refuse(f"{item.index} lists {item.filename} twice, with different contents")
+            seen[key] = item.payload.sha256
     except BaseException:
         for temp in temps:
             blobs.discard(temp)
         raise
-    seen: dict[tuple[str, str], str] = {}
-    for item in plan.files:
-        key = (item.index, item.filename)
-        assert item.payload is not None
-        if key in seen and seen[key] != item.payload.sha256:
-            raise _refuse(f"{item.index} lists {item.filename} twice, with different contents")
-        seen[key] = item.payload.sha256
     return temps
 
 
