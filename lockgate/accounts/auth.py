@@ -20,6 +20,7 @@ from aiohttp import web
 from lockgate.accounts.credentials import CREDENTIALS, VERIFIED_TTL
 from lockgate.accounts.passwords import hash_password, needs_rehash
 from lockgate.accounts.services import ROOT_USER, password_hash_of, replace_password_hash
+from lockgate.accounts.sessions import browser_session
 from lockgate.accounts.tokens import (
     TOKEN_USER,
     TokenInfo,
@@ -82,18 +83,19 @@ async def credentials_valid(request: web.Request, name: str, password: str) -> b
     async with request.app[DATABASE].read() as session:
         stored = await password_hash_of(session, name)
     ok = await request.app[CREDENTIALS].check(name, password, stored, request.remote)
-    if ok and stored is not None and needs_rehash(stored):
-        await _rehash(request, name, password, stored)
+    if ok and stored is not None:
+        await rehash_if_imported(request, name, password, stored)
     return ok
 
 
-async def _rehash(request: web.Request, name: str, password: str, stored: str) -> None:
-    """Replace a hash brought from devpi by lockgate's own, now that the password is
-    known to match: hashed in a thread before the (short) write transaction, which
-    changes nothing if the hash changed meanwhile. A replica leaves it to the
-    primary (it never writes its own entries)."""
-    if request.app[SETTINGS].is_replica:
-        return
+async def rehash_if_imported(request: web.Request, name: str, password: str, stored: str) -> str:
+    """After a successful check: replace a hash brought from devpi by lockgate's own,
+    now that the password is known to match; returns the hash the user has now.
+    Hashed in a thread before the (short) write transaction, which changes nothing if
+    the hash changed meanwhile. A replica leaves it to the primary (it never writes
+    its own entries)."""
+    if not needs_rehash(stored) or request.app[SETTINGS].is_replica:
+        return stored
     new_hash = await asyncio.to_thread(hash_password, password)
     try:
         async with request.app[DATABASE].write() as session:
@@ -101,9 +103,11 @@ async def _rehash(request: web.Request, name: str, password: str, stored: str) -
     except LockgateError as exc:
         # The login itself succeeded; the next one tries again.
         log.warning("could not rehash an imported password", user=name, error=str(exc))
-        return
-    if replaced:
-        log.info("rehashed an imported password", user=name)
+        return stored
+    if not replaced:
+        return stored
+    log.info("rehashed an imported password", user=name)
+    return new_hash
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -159,6 +163,17 @@ async def _valid_token(request: web.Request, secret: str, claimed_user: str | No
     if token.expired():
         raise Unauthorized(f"this token ({token.id}) expired at {token.expires_at}")
     return token
+
+
+async def page_principal(request: web.Request) -> Principal | None:
+    """The caller of a browser page or form: whoever the Authorization header names
+    (a browser that was sent a Basic challenge), else the `/+login` session cookie.
+    Only page and form handlers call this: API routes never accept the cookie, so a
+    forged cross-site request cannot act with it (docs/reliability.md WM-6)."""
+    if request.headers.get("Authorization"):
+        return await authenticate(request)
+    found = await browser_session(request)
+    return Principal(found.user) if found is not None else None
 
 
 async def authenticate(request: web.Request) -> Principal | None:

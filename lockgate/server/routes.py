@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from lockgate.accounts import login
+from lockgate.accounts import manage as account_forms
+from lockgate.accounts import pages as account_pages
 from lockgate.accounts import views as accounts
+from lockgate.accounts.forms import form_view
 from lockgate.errors import NotFound
+from lockgate.hooks import forms as hook_forms
 from lockgate.hooks import views as hooks
+from lockgate.indexes import forms as index_forms
 from lockgate.indexes import views as indexes
 from lockgate.jsonapi import views as jsonapi
 from lockgate.mirror import admin as mirror_admin
@@ -21,6 +27,9 @@ from lockgate.replica import views as replication
 from lockgate.server import status
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
+from lockgate.web.negotiation import page_or
+from lockgate.web.static import serve_static
+from lockgate.workflow import forms as release_forms
 from lockgate.workflow import views as workflow
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -42,7 +51,9 @@ I = f"{{index:{NAME}}}"  # noqa: E741 - reads as a path segment name
 
 def setup_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get("/", accounts.root_listing, name="root")
+    # Browsers get pages, devpi-client and scripts JSON, on the same URLs (lockgate/web).
+    r.add_get("/", page_or(account_pages.root_page, accounts.root_listing), name="root")
+    r.add_get("/+static/{name:[^/]+}", serve_static, name="static")
     r.add_get("/+status", status.status, name="status")
     r.add_get("/+changelog", replication.changelog, name="changelog")
     r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
@@ -56,6 +67,33 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete(prefix, namespaces.release_view)
     r.add_put("/+namespaces/", namespaces.reserve_view)
     r.add_delete("/+namespaces/", namespaces.release_view)
+
+    # Browser login and the management forms (never the API's URLs: the API does not
+    # accept the session cookie). `+manage` segments cannot be a user, index or project.
+    r.add_get("/+login", login.login_page, name="login")
+    r.add_post("/+login", form_view(login.login_post))
+    r.add_post("/+logout", form_view(login.logout_post), name="logout")
+    r.add_get(f"/{U}/+manage", account_forms.manage_user_page, name="manage_user")
+    r.add_post(f"/{U}/+manage/tokens", account_forms.create_token_form)
+    r.add_post(
+        f"/{U}/+manage/tokens/{{token:[0-9a-f]{{1,32}}}}/revoke", account_forms.revoke_token_form
+    )
+    r.add_get(f"/{U}/+manage/new-index", index_forms.new_index_page)
+    r.add_post(f"/{U}/+manage/new-index", index_forms.new_index_post)
+    r.add_get(f"/{U}/{I}/+manage", index_forms.edit_index_page, name="manage_index")
+    r.add_post(f"/{U}/{I}/+manage", index_forms.edit_index_post)
+    r.add_get(f"/{U}/{I}/+manage/delete", index_forms.delete_index_page)
+    r.add_post(f"/{U}/{I}/+manage/delete", index_forms.delete_index_post)
+    r.add_get(f"/{U}/{I}/+manage/hooks", hook_forms.hooks_page)
+    r.add_post(f"/{U}/{I}/+manage/hooks", hook_forms.add_hook_post)
+    r.add_get(f"/{U}/{I}/+manage/hooks/{{hook:{NAME}}}", hook_forms.hook_page)
+    r.add_post(f"/{U}/{I}/+manage/hooks/{{hook:{NAME}}}/delete", hook_forms.delete_hook_post)
+    managed = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}/+manage"
+    r.add_get(managed, release_forms.release_page, name="manage_release")
+    r.add_post(f"{managed}/yank", release_forms.yank_post)
+    r.add_post(f"{managed}/unyank", release_forms.unyank_post)
+    r.add_post(f"{managed}/delete", release_forms.delete_post)
+    r.add_post(f"{managed}/push", release_forms.push_post)
 
     r.add_post(f"/{U}/+tokens", accounts.create_token_view, name="tokens")
     r.add_get(f"/{U}/+tokens", accounts.list_tokens_view)
