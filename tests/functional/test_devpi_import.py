@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.functional.test_web_manage import Browserish, _signed_in_as
 from tests.support.devpi import DevpiServer, devpi_venv
 from tests.support.dists import make_sdist, make_wheel
 from tests.support.server import LOCKGATE, Clients, LockgateServer, server_events
@@ -481,6 +482,13 @@ def test_devpi_password_formats_yanks_and_odd_settings(
     assert server.get("/carol/+tokens", auth=("carol", "carol-old-pw")).status_code == 200
     assert server.get("/carol/+tokens", auth=("carol", "wrong")).status_code == 401
     assert server.get("/dave/+tokens", auth=("dave", "{SSHA}not-a-devpi-hash")).status_code == 401
+    # A browser login with a devpi password works, and binds the session to lockgate's
+    # own hash at once: a later Basic login (no rehash left to do) keeps it signed in.
+    visitor = Browserish(server)
+    assert visitor.login("bob", BOB_PW).status_code == 303
+    assert _signed_in_as(server, visitor.cookie)
+    assert server.get("/bob/+tokens", auth=("bob", BOB_PW)).status_code == 200
+    assert _signed_in_as(server, visitor.cookie)
     page = _lockgate_page(server, "alice/dev", "alpha")
     assert page["alpha-2.0-py3-none-any.whl"][2] is True
     assert page["alpha-1.0-py3-none-any.whl"][2] is False
