@@ -10,6 +10,7 @@ A token check is one lookup of the secret's sha256.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -17,7 +18,8 @@ import structlog
 from aiohttp import web
 
 from lockgate.accounts.credentials import CREDENTIALS, VERIFIED_TTL
-from lockgate.accounts.services import ROOT_USER, password_hash_of
+from lockgate.accounts.passwords import hash_password, needs_rehash
+from lockgate.accounts.services import ROOT_USER, password_hash_of, replace_password_hash
 from lockgate.accounts.sessions import browser_session
 from lockgate.accounts.tokens import (
     TOKEN_USER,
@@ -28,8 +30,9 @@ from lockgate.accounts.tokens import (
     token_for_secret,
 )
 from lockgate.changelog.codec import Actor
+from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
-from lockgate.errors import Forbidden, ServiceUnavailable, Unauthorized
+from lockgate.errors import Forbidden, LockgateError, ServiceUnavailable, Unauthorized
 from lockgate.http.basic_auth import basic_credentials
 
 log = structlog.get_logger("lockgate.auth")
@@ -79,7 +82,32 @@ class Principal:
 async def credentials_valid(request: web.Request, name: str, password: str) -> bool:
     async with request.app[DATABASE].read() as session:
         stored = await password_hash_of(session, name)
-    return await request.app[CREDENTIALS].check(name, password, stored, request.remote)
+    ok = await request.app[CREDENTIALS].check(name, password, stored, request.remote)
+    if ok and stored is not None:
+        await rehash_if_imported(request, name, password, stored)
+    return ok
+
+
+async def rehash_if_imported(request: web.Request, name: str, password: str, stored: str) -> str:
+    """After a successful check: replace a hash brought from devpi by lockgate's own,
+    now that the password is known to match; returns the hash the user has now.
+    Hashed in a thread before the (short) write transaction, which changes nothing if
+    the hash changed meanwhile. A replica leaves it to the primary (it never writes
+    its own entries)."""
+    if not needs_rehash(stored) or request.app[SETTINGS].is_replica:
+        return stored
+    new_hash = await asyncio.to_thread(hash_password, password)
+    try:
+        async with request.app[DATABASE].write() as session:
+            replaced = await replace_password_hash(session, name, stored, new_hash)
+    except LockgateError as exc:
+        # The login itself succeeded; the next one tries again.
+        log.warning("could not rehash an imported password", user=name, error=str(exc))
+        return stored
+    if not replaced:
+        return stored
+    log.info("rehashed an imported password", user=name)
+    return new_hash
 
 
 def _bearer(request: web.Request) -> str | None:

@@ -3,7 +3,8 @@ token; a signed session cookie (lockgate/accounts/sessions.py) on success.
 
 The password is checked as for HTTP Basic (`CredentialCache.check`: scrypt in a thread,
 outside any transaction, failures paused per client and name). Logging in writes
-nothing; logging out records the session as ended, so the cookie is dead everywhere.
+nothing (except, once, lockgate's own hash in place of one imported from devpi);
+logging out records the session as ended, so the cookie is dead everywhere.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import secrets
 
 from aiohttp import web
 
-from lockgate.accounts.auth import WRONG_PASSWORD
+from lockgate.accounts.auth import WRONG_PASSWORD, rehash_if_imported
 from lockgate.accounts.credentials import CREDENTIALS
 from lockgate.accounts.forms import (
     FORM_TYPES,
@@ -160,6 +161,9 @@ async def login_form_post(request: web.Request) -> web.Response:
             username=username,
             next_path=next_path,
         )
+    # A password hash brought from devpi becomes lockgate's own now (the one write a
+    # login may cause), so the session is bound to the hash that stays.
+    stored = await rehash_if_imported(request, username, password, stored)
     cookie, _ = request.app[SESSIONS].issue(username, stored)
     response = see_other(next_path)
     set_cookie(request, response, SESSION_COOKIE, cookie, SESSION_TTL)

@@ -173,6 +173,23 @@ async def modify_user(
     return await require_user(session, name)
 
 
+async def replace_password_hash(
+    session: AsyncSession, name: str, old_hash: str, new_hash: str
+) -> bool:
+    """Swap a user's password hash for an equivalent one (an imported devpi hash for
+    lockgate's scrypt after a login proved the password), only if it is still
+    `old_hash`; recorded as the user's own change."""
+    user = await get_user(session, name)
+    if user is None or user.password_hash != old_hash:
+        return False
+    await record(
+        session,
+        UserPut(name=name, password_hash=new_hash, email=user.email, created_at=user.created_at),
+        Actor(name),
+    )
+    return True
+
+
 async def delete_user(session: AsyncSession, name: str, actor: Actor) -> None:
     await require_user(session, name)
     if name == ROOT_USER:

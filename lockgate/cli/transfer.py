@@ -9,6 +9,7 @@ import click
 from rich.progress import Progress
 
 from lockgate.cli.common import SERVERDIR_OPTION, do_init, ready_settings, resolve_serverdir
+from lockgate.config import Settings
 from lockgate.db.session import Database
 from lockgate.domains import build_registry
 from lockgate.storage.blobs import BlobStore
@@ -58,19 +59,31 @@ def export_command(serverdir: Path | None, out: Path, since: int) -> None:
 
 @click.command("import")
 @SERVERDIR_OPTION
-@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-def import_command(serverdir: Path | None, bundle: Path) -> None:
-    """Verify BUNDLE completely, then apply it (all or nothing). A server directory
-    that does not exist yet is created first, so the closed side needs one command."""
+@click.argument(
+    "bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=False
+)
+@click.option(
+    "--from-devpi",
+    "devpi_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Import the directory devpi-server's `devpi-export DIR` wrote, instead of a bundle.",
+)
+def import_command(serverdir: Path | None, bundle: Path | None, devpi_dir: Path | None) -> None:
+    """Verify BUNDLE (or a devpi export, --from-devpi DIR) completely, then apply it
+    (all or nothing). A server directory that does not exist yet is created first,
+    so the closed side needs one command."""
     from lockgate.config import load_settings
     from lockgate.serverdir import is_serverdir
     from lockgate.transfer.importer import ImportRefused, import_bundle
 
+    if (bundle is None) == (devpi_dir is None):
+        raise click.UsageError("give a BUNDLE, or --from-devpi DIR (not both)")
     path = resolve_serverdir(serverdir)
     created = not is_serverdir(path)
     if created:
-        # A full bundle brings root and every user with their passwords: the root
-        # password made here is replaced by the source's, so it is not shown.
+        # A full bundle (or a devpi export) brings root and every user with their
+        # passwords: the root password made here is replaced, so it is not shown.
         do_init(
             load_settings(path),
             db_given=False,
@@ -79,6 +92,11 @@ def import_command(serverdir: Path | None, bundle: Path) -> None:
             show_password=False,
         )
     settings = ready_settings(path)
+    created_note = f" ({path} was created, empty)" if created else ""
+    if devpi_dir is not None:
+        _import_devpi(settings, devpi_dir, created_note)
+        return
+    assert bundle is not None
 
     async def run() -> None:
         db = Database(settings.db_url)
@@ -93,7 +111,6 @@ def import_command(serverdir: Path | None, bundle: Path) -> None:
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
                 )
         except ImportRefused as exc:
-            created_note = f" ({path} was created, empty)" if created else ""
             raise click.ClickException(
                 f"import refused, nothing was changed{created_note}: {exc}"
             ) from None
@@ -103,5 +120,49 @@ def import_command(serverdir: Path | None, bundle: Path) -> None:
             f"imported serials {result.from_serial + 1}..{result.to_serial} of server "
             f"{result.source_server_id} ({result.entries} entries, {result.blobs} files)"
         )
+
+    asyncio.run(run())
+
+
+def _import_devpi(settings: Settings, directory: Path, created_note: str) -> None:
+    from lockgate.transfer.devpi import import_devpi_export
+    from lockgate.transfer.importer import ImportRefused
+
+    async def run() -> None:
+        db = Database(settings.db_url)
+        try:
+            result = await import_devpi_export(
+                db, BlobStore(settings.blob_dir, settings.tmp_dir), directory
+            )
+        except ImportRefused as exc:
+            raise click.ClickException(
+                f"devpi import refused, nothing was changed{created_note}: {exc}"
+            ) from None
+        finally:
+            await db.dispose()
+        click.echo(
+            f"imported from devpi-server {result.devpi_version}: {result.users} users, "
+            f"{result.indexes} indexes, {result.projects} projects, {result.releases} "
+            f"releases, {result.files} files, {result.yanks} yanks, "
+            f"{result.test_results} test results"
+        )
+        if result.must_reset:
+            click.echo(
+                "users whose devpi password hash cannot be carried (set a new password for "
+                f"each, as root: lockgate user modify NAME --password ...): "
+                f"{', '.join(result.must_reset)}"
+            )
+        if result.docs_not_imported:
+            click.echo(
+                f"documentation not imported yet (docs storage pending), "
+                f"{len(result.docs_not_imported)}: {'; '.join(result.docs_not_imported)}"
+            )
+        if result.mirror_files_skipped:
+            click.echo(
+                f"files of devpi mirror indexes not imported (lockgate fetches them from the "
+                f"upstream again): {result.mirror_files_skipped}"
+            )
+        for note in result.notes:
+            click.echo(f"note: {note}")
 
     asyncio.run(run())
