@@ -112,8 +112,7 @@ def serve(
     log_format: str | None,
 ) -> None:
     """Serve the index until SIGINT/SIGTERM (initialising a new directory first)."""
-    from aiohttp import web
-
+    from lockgate.http.protocol import run_app
     from lockgate.logs import configure_logging
     from lockgate.server.app import create_app
     from lockgate.serverdir import ServerDirError, check_serveable, clean_tmp, is_serverdir
@@ -169,14 +168,7 @@ def serve(
     app = create_app(settings)
     click.echo(f"lockgate {__version__} serving {path} on http://{settings.host}:{settings.port}/")
     sys.stdout.flush()
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=30,
-        print=None,
-        access_log=None,
-    )
+    run_app(app, host=settings.host, port=settings.port, shutdown_timeout=30)
 
 
 @main.command()

@@ -21,6 +21,7 @@ from lockgate.errors import (
     Unauthorized,
 )
 from lockgate.http.basic_auth import REALM
+from lockgate.http.requests import json_body
 
 log = structlog.get_logger("lockgate.http")
 
@@ -43,7 +44,7 @@ def error_response(
         headers["WWW-Authenticate"] = REALM
     accept = request.headers.get("Accept", "")
     if "application/json" in accept or request.content_type == "application/json":
-        return web.json_response(
+        return json_body(
             {"message": message, "status": status},
             status=status,
             reason=_reason(message),

@@ -13,9 +13,9 @@ from lockgate.changelog.codec import Actor
 from lockgate.db.session import DATABASE
 from lockgate.egress import EGRESS, EgressRefused
 from lockgate.errors import BadRequest
-from lockgate.http.requests import api_response, read_json_object
+from lockgate.http.requests import api_response, read_json, read_json_object
 from lockgate.indexes.access import require_read
-from lockgate.indexes.config import UPSTREAM_KEYS
+from lockgate.indexes.config import UPSTREAM_KEYS, parse_keyvalue_ops
 from lockgate.indexes.services import (
     create_index,
     delete_index,
@@ -38,10 +38,14 @@ async def _check_egress(request: web.Request, data: dict[str, Any]) -> None:
 
 
 async def get_index_view(request: web.Request) -> web.Response:
+    """The index's settings and the projects it holds itself (without them for
+    `?no_projects`, which devpi-client asks for before it changes an index)."""
     user, name = request.match_info["user"], request.match_info["index"]
     await require_read(request, user, name)
     async with request.app[DATABASE].read() as session:
         index = await require_index(session, user, name)
+        if "no_projects" in request.query:
+            return api_response("indexconfig", index.public_config())
         projects = [display for _, display in await project_names(session, [index])]
     return api_response("indexconfig", {**index.public_config(), "projects": projects})
 
@@ -72,16 +76,31 @@ async def put_index(request: web.Request) -> web.Response:
 
 
 async def patch_index(request: web.Request) -> web.Response:
+    """Settings to change (a JSON object, or devpi's reply to a GET sent back), or
+    devpi-client's list of key-value operations (`["bases+=team/dev"]`)."""
     user, name = request.match_info["user"], request.match_info["index"]
-    data = await read_json_object(request)
+    body = await read_json(request)
+    if isinstance(body, dict) and body.get("type") == "indexconfig" and "result" in body:
+        body = body["result"]
+    ops = None
+    if isinstance(body, list):
+        ops = parse_keyvalue_ops(body)
+        data = {op.key: op.value for op in ops if op.op == "set"}
+        keys = {op.key for op in ops}
+    elif isinstance(body, dict):
+        data, keys = body, set(body)
+    else:
+        raise BadRequest(
+            "request body must be a JSON object of settings or a list of key=value changes"
+        )
     db = request.app[DATABASE]
-    touches_upstream = bool(UPSTREAM_KEYS & set(data))
+    touches_upstream = bool(UPSTREAM_KEYS & keys)
     actor = await _authorize_change(request, user, touches_upstream)
     if touches_upstream:
         await _check_egress(request, data)
-    await precheck_index_change(db, user, name, data)
+    await precheck_index_change(db, user, name, data, ops)
     async with db.write() as session:
-        index = await modify_index(session, user, name, data, actor)
+        index = await modify_index(session, user, name, data, actor, ops=ops)
     return api_response("indexconfig", index.public_config(), serial=db.serial)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from lockgate.accounts import views as accounts
+from lockgate.devpi import views as devpi
 from lockgate.errors import NotFound
 from lockgate.hooks import views as hooks
+from lockgate.http.requests import wants_devpi_json
 from lockgate.indexes import views as indexes
 from lockgate.jsonapi import views as jsonapi
 from lockgate.mirror import admin as mirror_admin
@@ -46,6 +48,12 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/+status", status.status, name="status")
     r.add_get("/+changelog", replication.changelog, name="changelog")
     r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
+
+    # devpi-client: discovery at the root, a user or an index, and its login.
+    r.add_get("/+api", devpi.api_view, name="devpi_api")
+    r.add_get(f"/{U}/+api", devpi.api_view)
+    r.add_get(f"/{U}/{I}/+api", devpi.api_view)
+    r.add_post("/+login", devpi.login_view, name="devpi_login")
 
     r.add_get("/+namespaces", namespaces.list_view, name="namespaces")
     r.add_get("/+namespaces/", namespaces.list_view)
@@ -88,11 +96,15 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{json_path}/{{version:{VERSION}}}/json", jsonapi.project_json)
     r.add_get(f"{json_path}/{{version:{VERSION}}}/json/", jsonapi.project_json)
 
+    # devpi-client deletes a project at its URL with the slash (`devpi remove NAME`).
     r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}", packages.delete_project_view)
-    # devpi-style index URLs without +simple/ (pip and uv append the project).
-    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", simple.devpi_project_redirect)
-    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", simple.devpi_project_redirect)
+    r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}/", packages.delete_project_view)
+    # devpi-style index URLs without +simple/: pip and uv append the project and are
+    # redirected to the simple page; devpi-client asks for JSON there.
+    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", project_page)
+    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", project_page)
     release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}"
+    r.add_get(release, release_page)
     r.add_delete(release, packages.delete_release_view)
     r.add_patch(release, packages.patch_release)
 
@@ -100,6 +112,10 @@ def setup_routes(app: web.Application) -> None:
     # devpi-client pushes with a JSON body to the same URL.
     r.add_post(f"/{U}/{I}/", upload_or_push, name="upload")
     r.add_post(f"/{U}/{I}", upload_or_push)
+    # devpi-client sends its push with the method PUSH (lockgate.http.protocol lets
+    # such a request through the HTTP parser).
+    r.add_route("PUSH", f"/{U}/{I}", workflow.push_view)
+    r.add_route("PUSH", f"/{U}/{I}/", workflow.push_view)
 
     r.add_get(f"/{U}/{I}", indexes.get_index_view, name="index")
     r.add_get(f"/{U}/{I}/", indexes.get_index_view)
@@ -133,6 +149,27 @@ async def upload_or_push(request: web.Request) -> web.StreamResponse:
     if request.content_type == "application/json":
         return await workflow.push_view(request)
     return await uploads.upload(request)
+
+
+async def project_page(request: web.Request) -> web.StreamResponse:
+    """`/{user}/{index}/{project}/`: devpi's project JSON for devpi-client (`Accept:
+    application/json`); installers are redirected to the simple page. (HTML for
+    browsers would branch here.)"""
+    if wants_devpi_json(request):
+        return await devpi.project_view(request)
+    return await simple.devpi_project_redirect(request)
+
+
+async def release_page(request: web.Request) -> web.StreamResponse:
+    """`/{user}/{index}/{project}/{version}`: devpi's versiondata for JSON clients.
+    (HTML for browsers would branch here.)"""
+    if wants_devpi_json(request):
+        return await devpi.version_view(request)
+    user, name = request.match_info["user"], request.match_info["index"]
+    raise NotFound(
+        f"no page here: ask with Accept: application/json for the release's data, or see "
+        f"/{user}/{name}/pypi/{request.match_info['project']}/{request.match_info['version']}/json"
+    )
 
 
 async def refuse_invalid_names(request: web.Request) -> web.StreamResponse:
