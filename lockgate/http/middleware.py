@@ -25,6 +25,9 @@ from lockgate.http.requests import json_body
 
 log = structlog.get_logger("lockgate.http")
 
+# The devpi JSON API version lockgate speaks (devpi-server's since 2.0).
+DEVPI_API_VERSION = "2"
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -44,11 +47,11 @@ def error_response(
         headers["WWW-Authenticate"] = REALM
     accept = request.headers.get("Accept", "")
     if "application/json" in accept or request.content_type == "application/json":
+        # Clients asking for JSON (devpi-client) get the standard reason phrase: they
+        # print the reason and then the message, which would say it twice.
+        reason = None if "application/json" in accept else _reason(message)
         return json_body(
-            {"message": message, "status": status},
-            status=status,
-            reason=_reason(message),
-            headers=headers,
+            {"message": message, "status": status}, status=status, reason=reason, headers=headers
         )
     return web.Response(
         status=status,
@@ -98,6 +101,9 @@ async def logging_middleware(request: web.Request, handler: Handler) -> web.Stre
             # Every answer says how far this node's state goes: a replica waits
             # for it after asking its primary, a client can ask a replica for it.
             response.headers["X-Lockgate-Serial"] = str(request.app[DATABASE].serial)
+            if "application/json" in request.headers.get("Accept", ""):
+                # devpi-client warns on every answer that lacks its API version.
+                response.headers["X-Devpi-Api-Version"] = DEVPI_API_VERSION
         return response
     except web.HTTPException as exc:
         status = exc.status
