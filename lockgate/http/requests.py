@@ -70,3 +70,8 @@ def wants_devpi_json(request: web.Request) -> bool:
 def wants_html(request: web.Request) -> bool:
     accept = request.headers.get("Accept", "")
     return "text/html" in accept and "application/json" not in accept
+
+
+def is_devpi_client(request: web.Request) -> bool:
+    """devpi-client (its User-Agent is `devpi-client/VERSION …`)."""
+    return request.headers.get("User-Agent", "").startswith("devpi-client/")

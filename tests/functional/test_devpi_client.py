@@ -206,7 +206,7 @@ def test_devpi_client_commands_end_to_end(server: LockgateServer, tmp_path: Path
 
     # devpi logoff: the client forgets the login.
     assert "login information deleted" in devpi.ok("logoff")
-    assert "you need to be logged in" in devpi.fails("index", "-c", "other")
+    assert "you need to be logged in" in devpi.fails("index", "-c", "alice/other")
     assert server.get("/alice/other", headers=JSON).status_code == 404
 
 
@@ -286,7 +286,7 @@ def test_dv3_revoked_login_is_refused_and_forgotten(server: LockgateServer, tmp_
     assert "revoked" in refused.json()["message"]
     api = server.get("/+api", headers={**JSON, "X-Devpi-Auth": header}).json()
     assert api["result"]["authstatus"][0] == "expired"
-    out = devpi.fails("index", "-c", "other")
+    out = devpi.fails("index", "-c", "alice/other")
     assert "removed expired authentication information" in out
     assert _serial(server) == before
     assert server.get("/alice/other", headers=JSON).status_code == 404
@@ -372,8 +372,8 @@ def test_dv6_push_method_through_the_http_parser(server: LockgateServer) -> None
                 answers.append((head.split(b" ")[1], rest))
         statuses = [status for status, _ in answers]
         pushed = answers[sequence.index(push)]
-        # The push reached lockgate's handler: no such release to push.
-        assert pushed[0] == b"404" and b"nothing-here" in pushed[1], answers
+        # The push reached lockgate's handler, which refuses this one.
+        assert pushed[0] == b"400" and b"cannot push alice/dev onto itself" in pushed[1], answers
         assert statuses.count(b"200") == len(sequence) - 1, answers
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(b"FOO /+status HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -400,8 +400,11 @@ def test_login_token_works_on_a_replica(
         primary.create_user(*ALICE)
         primary.create_index("alice/dev", ALICE, acl_read=["alice"])
         devpi = Devpi(tmp_path)
-        devpi.ok("use", f"{primary.url}/alice/dev")
+        # A private index: devpi-client is told to log in (a 403, as devpi answers it).
+        out = devpi.ok("use", f"{primary.url}/alice/dev")
+        assert "403" in out and "You might have to login first" in out
         devpi.ok("login", "alice", "--password", "alice-pw")
+        assert "(logged in as alice)" in devpi.ok("use")
         secret = json.loads((devpi.clientdir / "auth.json").read_text())["auth"][f"{primary.url}/"][
             0
         ][1]

@@ -1,6 +1,7 @@
 """devpi's index URLs without `+simple/` (docs and guides give installers the index
 URL itself): pip and uv install through `/{user}/{index}` and `/{user}/{index}/`,
-being redirected to the simple page; JSON clients (devpi-client) get devpi's project JSON. Both backends."""
+being redirected to the simple page; JSON clients (devpi-client) get devpi's project
+JSON. Both backends."""
 
 from __future__ import annotations
 
