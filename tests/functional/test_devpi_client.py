@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -145,12 +146,26 @@ def test_devpi_client_commands_end_to_end(server: LockgateServer, tmp_path: Path
     assert server.get("/alice/staging", headers=JSON).status_code == 404
     devpi.ok("user", "-m", "alice", "email=alice@new.example.org")
     assert _json(server, "/alice")["result"]["email"] == "alice@new.example.org"
+    carol = Devpi(tmp_path, "carol")
+    carol.ok("use", server.url)
+    carol.ok("login", "root", "--password", ROOT_PASSWORD)
+    carol.ok("user", "-c", "carol", "password=carol-pw")
+    carol.ok("user", "--delete", "-y", "carol")
+    assert server.get("/carol", headers=JSON).status_code == 404
 
     # Upload a wheel and an sdist to alice/dev, then list and read them.
     out = devpi.ok("use", "alice/dev")
     assert f"current devpi index: {server.url}/alice/dev (logged in as alice)" in out
     devpi.ok("upload", *map(str, _dists(tmp_path)))
     release = _release(server, "alice/dev", "acme-pkg")
+    # Documentation is not kept: refused as PyPI refuses it, nothing stored.
+    docs = tmp_path / "docs" / "acme_pkg-1.0.doc.zip"
+    docs.parent.mkdir()
+    with zipfile.ZipFile(docs, "w") as archive:
+        archive.writestr("index.html", "<html>docs</html>")
+    before = _serial(server)
+    assert "410" in devpi.fails("upload", str(docs))
+    assert _serial(server) == before
     assert sorted(f["filename"] for f in release["urls"]) == [
         "acme_pkg-1.0-py2.py3-none-any.whl",
         "acme_pkg-1.0.tar.gz",
