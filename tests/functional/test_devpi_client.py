@@ -128,6 +128,8 @@ def test_devpi_client_commands_end_to_end(server: LockgateServer, tmp_path: Path
     assert staging["bases"] == ["alice/dev"] and staging["mirror_whitelist"] == ["foo"]
     assert _json(server, "/alice/prod")["result"]["volatile"] is False
     assert set(devpi.ok("index", "-l").split()) >= {"alice/dev", "alice/prod", "alice/staging"}
+    listed = devpi.ok("use", "-l")
+    assert "alice/staging" in listed and "bases=alice/dev" in listed
     devpi.ok("index", "alice/dev", "acl_upload+=bob")
     assert _json(server, "/alice/dev")["result"]["acl_upload"] == ["alice", "bob"]
     devpi.ok("index", "alice/dev", "acl_upload-=bob", "mirror_whitelist=foo,bar")
