@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lockgate import migrations
 from lockgate.accounts.services import ROOT_USER, create_user, prepare_new_user
+from lockgate.accounts.sessions import ensure_session_key
 from lockgate.changelog.codec import GENESIS_HASH, SYSTEM
 from lockgate.config import CONFIG_FILENAME, Settings
 from lockgate.db.engine import DatabaseURLError, normalize_url
@@ -133,6 +134,7 @@ def init_serverdir(
         path.mkdir(parents=True, exist_ok=True)
         settings.blob_dir.mkdir(exist_ok=True)
         settings.tmp_dir.mkdir(exist_ok=True)
+        ensure_session_key(path)
         migrations.upgrade(settings.db_url)
         asyncio.run(_bootstrap(settings, password, upstream or PYPI_SIMPLE_URL))
         _write_config(path, settings.db_url if db_url_given else None, upstream_allow)

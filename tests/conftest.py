@@ -78,3 +78,17 @@ def server(make_server: Callable[..., LockgateServer]) -> LockgateServer:
 @pytest.fixture
 def clients(tmp_path: Path) -> Clients:
     return Clients(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Chromium (one per test worker). Absent chromium fails in CI, skips elsewhere."""
+    from tests.support.browser import chromium_path, launched_chromium
+
+    if chromium_path() is None:
+        message = "no chromium on this machine (.ci/run installs Debian's chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with launched_chromium() as launched:
+        yield launched

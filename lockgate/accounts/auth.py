@@ -20,6 +20,7 @@ from aiohttp import web
 
 from lockgate.accounts.credentials import CREDENTIALS, VERIFIED_TTL
 from lockgate.accounts.services import ROOT_USER, password_hash_of
+from lockgate.accounts.sessions import browser_session
 from lockgate.accounts.tokens import (
     TOKEN_USER,
     TokenInfo,
@@ -136,6 +137,17 @@ async def _valid_token(request: web.Request, secret: str, claimed_user: str | No
     if token.expired():
         raise Unauthorized(f"this token ({token.id}) expired at {token.expires_at}")
     return token
+
+
+async def page_principal(request: web.Request) -> Principal | None:
+    """The caller of a browser page or form: whoever the Authorization header names
+    (a browser that was sent a Basic challenge), else the `/+login` session cookie.
+    Only page and form handlers call this: API routes never accept the cookie, so a
+    forged cross-site request cannot act with it (docs/reliability.md WM-6)."""
+    if request.headers.get("Authorization"):
+        return await authenticate(request)
+    found = await browser_session(request)
+    return Principal(found.user) if found is not None else None
 
 
 async def authenticate(request: web.Request) -> Principal | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, String, Text, func
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lockgate.db.base import Base
@@ -51,3 +51,17 @@ class TokenUse(Base):
 
     token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     used_at: Mapped[str] = mapped_column(String(32))
+
+
+class EndedSession(Base):
+    """A browser session ended before its cookie expires (logout): its cookie is
+    refused from then on, by every process sharing this database, also after a
+    restart. Node-local bookkeeping, not replicated state: not written through the
+    changelog (sessions are signed with this server directory's own key). A row is
+    useless once `expires_at` (epoch seconds) passed, and is pruned then."""
+
+    __tablename__ = "ended_sessions"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)

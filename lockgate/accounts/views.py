@@ -20,6 +20,7 @@ from lockgate.accounts.services import (
     require_user,
 )
 from lockgate.accounts.tokens import (
+    TokenInfo,
     TokenSpec,
     create_token,
     list_tokens,
@@ -29,10 +30,10 @@ from lockgate.accounts.tokens import (
 )
 from lockgate.changelog.codec import Actor
 from lockgate.config import SETTINGS
-from lockgate.db.session import DATABASE
+from lockgate.db.session import DATABASE, Database
 from lockgate.errors import BadRequest, Forbidden, Unauthorized
 from lockgate.http.requests import api_response, read_json_object
-from lockgate.indexes.access import may_read
+from lockgate.indexes.access import readable_indexes
 from lockgate.indexes.services import IndexView, get_index, user_indexes
 from lockgate.namespaces.services import refuse_deleting_owner
 
@@ -53,14 +54,6 @@ async def _require_admin_of(request: web.Request, user: str) -> Principal:
     return principal
 
 
-async def _readable(request: web.Request, indexes: list[IndexView]) -> list[IndexView]:
-    """The indexes the caller may see listed (an unreadable index is not listed)."""
-    if all(index.readers.anonymous for index in indexes):
-        return indexes
-    principal = await authenticate(request)
-    return [index for index in indexes if may_read(principal, index.path, index.readers)]
-
-
 async def root_listing(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     async with db.read() as session:
@@ -68,7 +61,7 @@ async def root_listing(request: web.Request) -> web.Response:
             (user, await user_indexes(session, user.name)) for user in await list_users(session)
         ]
     everything = [index for _, indexes in listing for index in indexes]
-    shown = {index.path for index in await _readable(request, everything)}
+    shown = {index.path for index in await readable_indexes(request, everything)}
     result = {
         user.name: user_config(user, [index for index in indexes if index.path in shown])
         for user, indexes in listing
@@ -81,7 +74,7 @@ async def get_user_view(request: web.Request) -> web.Response:
     async with request.app[DATABASE].read() as session:
         user = await require_user(session, name)
         indexes = await user_indexes(session, name)
-    return api_response("userconfig", user_config(user, await _readable(request, indexes)))
+    return api_response("userconfig", user_config(user, await readable_indexes(request, indexes)))
 
 
 async def put_user(request: web.Request) -> web.Response:
@@ -139,6 +132,22 @@ def _within(principal: Principal, spec: TokenSpec) -> None:
         )
 
 
+async def issue_token(
+    db: Database, user: str, spec: TokenSpec, actor: Actor
+) -> tuple[TokenInfo, str]:
+    """A new token and its secret, as `POST /{user}/+tokens` and the token form make it:
+    the indexes it is limited to must exist; the secret is returned once, never stored."""
+    async with db.read() as session:
+        for path in spec.indexes or ():
+            owner, name = path.split("/")
+            if await get_index(session, owner, name) is None:
+                raise BadRequest(f"index {path} does not exist")
+    secret = new_secret()
+    async with db.write() as session:
+        token = await create_token(session, user, spec, secret, actor)
+    return token, secret
+
+
 async def create_token_view(request: web.Request) -> web.Response:
     """`POST /{user}/+tokens`: a new token; its secret is in this answer only."""
     user = request.match_info["user"]
@@ -147,14 +156,7 @@ async def create_token_view(request: web.Request) -> web.Response:
     spec = parse_token_request(data)
     _within(principal, spec)
     db = request.app[DATABASE]
-    async with db.read() as session:
-        for path in spec.indexes or ():
-            owner, name = path.split("/")
-            if await get_index(session, owner, name) is None:
-                raise BadRequest(f"index {path} does not exist")
-    secret = new_secret()
-    async with db.write() as session:
-        token = await create_token(session, user, spec, secret, principal.actor)
+    token, secret = await issue_token(db, user, spec, principal.actor)
     return api_response("token", {**token.to_api(), "token": secret}, status=201, serial=db.serial)
 
 

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import record
+from lockgate.db.session import Database
+from lockgate.egress import EgressPolicy, EgressRefused
 from lockgate.errors import BadRequest, NotFound
 from lockgate.hooks.config import HookConfig, parse_hook
 from lockgate.hooks.entries import HookDelete, HookPut
@@ -106,3 +108,29 @@ async def resend_delivery(
 ) -> None:
     await require_hook(session, user, name, hook)
     await resend(session, f"{user}/{name}", hook, delivery)
+
+
+async def save_hook(
+    db: Database,
+    policy: EgressPolicy,
+    user: str,
+    name: str,
+    hook: str,
+    data: dict[str, Any],
+    actor: Actor,
+) -> tuple[HookView, bool]:
+    """Add or change a hook as `PUT …/+hooks/{hook}` and the hook form do: validated,
+    its target resolved (DNS) before the write transaction. Returns it and whether it
+    is new."""
+    async with db.read() as session:
+        current = await get_hook(session, user, name, hook)
+    config = prepare_hook(hook, data, current)
+    try:
+        await policy.check_url_resolved(config.url)
+    except EgressRefused as exc:
+        raise BadRequest(
+            f"{exc} (the operator allows private hook targets with hook_allow)"
+        ) from None
+    async with db.write() as session:
+        saved = await put_hook(session, user, name, hook, config, actor)
+    return saved, current is None

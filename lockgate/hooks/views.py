@@ -9,18 +9,14 @@ from lockgate.accounts.auth import require_login
 from lockgate.accounts.services import require_self_or_root
 from lockgate.changelog.codec import Actor
 from lockgate.db.session import DATABASE
-from lockgate.egress import EgressRefused
-from lockgate.errors import BadRequest
 from lockgate.hooks.sender import HOOKS
 from lockgate.hooks.services import (
     delete_hook,
-    get_hook,
     hook_deliveries,
     list_hooks,
-    prepare_hook,
-    put_hook,
     require_hook,
     resend_delivery,
+    save_hook,
 )
 from lockgate.http.requests import api_response, read_json_object
 
@@ -42,19 +38,8 @@ async def put_hook_view(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     actor = await _manager(request)
     db = request.app[DATABASE]
-    async with db.read() as session:
-        current = await get_hook(session, user, name, hook)
-    config = prepare_hook(hook, data, current)
-    try:
-        # DNS here, before the write: a slow resolver never holds the writers' lock.
-        await request.app[HOOKS].policy.check_url_resolved(config.url)
-    except EgressRefused as exc:
-        raise BadRequest(
-            f"{exc} (the operator allows private hook targets with hook_allow)"
-        ) from None
-    async with db.write() as session:
-        saved = await put_hook(session, user, name, hook, config, actor)
-    status = 200 if current is not None else 201
+    saved, created = await save_hook(db, request.app[HOOKS].policy, user, name, hook, data, actor)
+    status = 201 if created else 200
     return api_response("hook", saved.to_api(), status=status, serial=db.serial)
 
 

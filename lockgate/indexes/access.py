@@ -17,7 +17,7 @@ from lockgate.errors import Forbidden, NotFound, Unauthorized
 from lockgate.http.pagecache import FILES
 from lockgate.http.requests import is_devpi_client
 from lockgate.indexes.config import Readers
-from lockgate.indexes.services import get_index
+from lockgate.indexes.services import IndexView, get_index
 
 
 def may_read(principal: Principal | None, index_path: str, readers: Readers) -> bool:
@@ -26,6 +26,14 @@ def may_read(principal: Principal | None, index_path: str, readers: Readers) -> 
     if principal is None or not readers.admits(principal.user, ROOT_USER):
         return False
     return principal.allows("read", index_path)
+
+
+async def readable_indexes(request: web.Request, indexes: list[IndexView]) -> list[IndexView]:
+    """The indexes the caller may see listed (an unreadable index is not listed)."""
+    if all(index.readers.anonymous for index in indexes):
+        return indexes
+    principal = await authenticate(request)
+    return [index for index in indexes if may_read(principal, index.path, index.readers)]
 
 
 async def readers_of(request: web.Request, user: str, name: str) -> Readers:

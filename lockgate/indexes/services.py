@@ -11,12 +11,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockgate.accounts.services import ROOT_USER, require_user
+from lockgate.accounts.services import ROOT_USER, require_self_or_root, require_user
 from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import record
 from lockgate.db.session import Database
+from lockgate.egress import EgressPolicy, EgressRefused
 from lockgate.errors import BadRequest, Conflict, Forbidden, NotFound
 from lockgate.indexes.config import (
+    UPSTREAM_KEYS,
     IndexConfig,
     KeyValueOp,
     MirrorConfig,
@@ -33,7 +35,7 @@ from lockgate.indexes.config import (
 from lockgate.indexes.entries import IndexDelete, IndexPut
 from lockgate.indexes.models import Index
 from lockgate.names import check_name
-from lockgate.urls import keep_secret
+from lockgate.urls import REDACTED, keep_secret
 
 
 @dataclass(frozen=True)
@@ -387,3 +389,54 @@ async def resolve_chain(session: AsyncSession, index: IndexView) -> list[IndexVi
 
     await visit(index)
     return chain
+
+
+# --- what the API handlers and the browser forms share ------------------------------
+
+
+async def check_upstream_allowed(egress: EgressPolicy, data: dict[str, Any]) -> None:
+    """A mirror URL must resolve to a host the server may fetch from (SS-1): DNS, so
+    before any write transaction."""
+    url = data.get("mirror_url")
+    if isinstance(url, str) and "://" in url and REDACTED not in url:
+        try:
+            await egress.check_url_resolved(url)
+        except EgressRefused as exc:
+            raise BadRequest(str(exc)) from None
+
+
+def authorize_index_change(principal_user: str, owner: str, touches_upstream: bool) -> None:
+    """The owner or root changes an index; only root where it fetches from."""
+    require_self_or_root(principal_user, owner)
+    if touches_upstream:
+        require_root_for_upstream(principal_user)
+
+
+async def put_new_index(
+    db: Database, egress: EgressPolicy, owner: str, name: str, data: dict[str, Any], actor: Actor
+) -> IndexView:
+    """Create an index as `PUT /{user}/{index}` and the new-index form do: the upstream
+    checks first, then one write transaction."""
+    if data.get("type") == "mirror":
+        await check_upstream_allowed(egress, data)
+        await precheck_config(data)
+    async with db.write() as session:
+        return await create_index(session, owner, name, data, actor)
+
+
+async def change_index(
+    db: Database,
+    egress: EgressPolicy,
+    owner: str,
+    name: str,
+    changes: dict[str, Any],
+    actor: Actor,
+    ops: list[KeyValueOp] | None = None,
+) -> IndexView:
+    """Change an index as `PATCH /{user}/{index}` and the edit form do: merge `changes`,
+    or apply devpi's key-value `ops` (whose `set` values `changes` then holds)."""
+    if UPSTREAM_KEYS & set(changes):
+        await check_upstream_allowed(egress, changes)
+    await precheck_index_change(db, owner, name, changes, ops)
+    async with db.write() as session:
+        return await modify_index(session, owner, name, changes, actor, ops=ops)

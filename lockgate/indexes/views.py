@@ -2,39 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from lockgate.accounts.auth import require_login
-from lockgate.accounts.services import require_self_or_root
 from lockgate.catalog.services import project_names
 from lockgate.changelog.codec import Actor
 from lockgate.db.session import DATABASE
-from lockgate.egress import EGRESS, EgressRefused
+from lockgate.egress import EGRESS
 from lockgate.errors import BadRequest
 from lockgate.http.requests import api_response, read_json, read_json_object
 from lockgate.indexes.access import require_read
 from lockgate.indexes.config import UPSTREAM_KEYS, parse_keyvalue_ops
 from lockgate.indexes.services import (
-    create_index,
+    authorize_index_change,
+    change_index,
     delete_index,
-    modify_index,
-    precheck_config,
-    precheck_index_change,
+    put_new_index,
     require_index,
-    require_root_for_upstream,
 )
-from lockgate.urls import REDACTED
-
-
-async def _check_egress(request: web.Request, data: dict[str, Any]) -> None:
-    url = data.get("mirror_url")
-    if isinstance(url, str) and "://" in url and REDACTED not in url:
-        try:
-            await request.app[EGRESS].check_url_resolved(url)
-        except EgressRefused as exc:
-            raise BadRequest(str(exc)) from None
 
 
 async def get_index_view(request: web.Request) -> web.Response:
@@ -51,13 +36,11 @@ async def get_index_view(request: web.Request) -> web.Response:
 
 
 async def _authorize_change(request: web.Request, user: str, touches_upstream: bool) -> Actor:
-    """Who may change this index. Authentication and the upstream checks (DNS, the
-    CA bundle) run here, before the write transaction opens."""
+    """Who may change this index. Authentication runs here, before the write
+    transaction opens (the upstream checks run in the service, before it too)."""
     principal = await require_login(request)
     principal.require("admin")
-    require_self_or_root(principal.user, user)
-    if touches_upstream:
-        require_root_for_upstream(principal.user)
+    authorize_index_change(principal.user, user, touches_upstream)
     return principal.actor
 
 
@@ -65,13 +48,8 @@ async def put_index(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
     data = await read_json_object(request)
     db = request.app[DATABASE]
-    is_mirror = data.get("type") == "mirror"
-    actor = await _authorize_change(request, user, is_mirror)
-    if is_mirror:
-        await _check_egress(request, data)
-        await precheck_config(data)
-    async with db.write() as session:
-        index = await create_index(session, user, name, data, actor)
+    actor = await _authorize_change(request, user, data.get("type") == "mirror")
+    index = await put_new_index(db, request.app[EGRESS], user, name, data, actor)
     return api_response("indexconfig", index.public_config(), status=201, serial=db.serial)
 
 
@@ -94,13 +72,8 @@ async def patch_index(request: web.Request) -> web.Response:
             "request body must be a JSON object of settings or a list of key=value changes"
         )
     db = request.app[DATABASE]
-    touches_upstream = bool(UPSTREAM_KEYS & keys)
-    actor = await _authorize_change(request, user, touches_upstream)
-    if touches_upstream:
-        await _check_egress(request, data)
-    await precheck_index_change(db, user, name, data, ops)
-    async with db.write() as session:
-        index = await modify_index(session, user, name, data, actor, ops=ops)
+    actor = await _authorize_change(request, user, bool(UPSTREAM_KEYS & keys))
+    index = await change_index(db, request.app[EGRESS], user, name, data, actor, ops=ops)
     return api_response("indexconfig", index.public_config(), serial=db.serial)
 
 

@@ -193,3 +193,37 @@ async def release_files(
         )
     ).all()
     return sorted(((f, s) for f, s in rows), key=lambda row: (row[0].endswith(".whl"), row[0]))
+
+
+@dataclass(frozen=True)
+class ReleaseState:
+    """A release on one index, as its management page shows it."""
+
+    index: IndexView
+    project: str  # normalized
+    version: str
+    yanked: bool
+    yanked_reason: str | None
+    files: list[tuple[str, str]]  # (filename, sha256), sdists first
+
+
+async def release_state(
+    session: AsyncSession, user: str, name: str, project: str, version: str
+) -> ReleaseState:
+    """404 when the index does not hold that release."""
+    index = await require_index(session, user, name)
+    row = (
+        await session.execute(
+            select(Release.yanked, Release.yanked_reason)
+            .join(Project, Release.project_id == Project.id)
+            .where(
+                Project.index_id == index.id,
+                Project.name == canonicalize_name(project),
+                Release.version == version,
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"release {project} {version} not found on index {index.path}")
+    files = await release_files(session, user, name, project, version)
+    return ReleaseState(index, canonicalize_name(project), version, bool(row[0]), row[1], files)

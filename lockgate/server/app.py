@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from lockgate.accounts.credentials import CREDENTIALS, CredentialCache
+from lockgate.accounts.sessions import SESSIONS, SessionKeys, ensure_session_key
 from lockgate.changelog.registry import REGISTRY
 from lockgate.config import SETTINGS, Settings
 from lockgate.db.session import DATABASE, Database
@@ -137,6 +138,8 @@ def create_app(settings: Settings) -> web.Application:
     blobs.ensure_dirs()
     app[BLOBS] = blobs
     app[CREDENTIALS] = CredentialCache()
+    # Browser sessions are signed with the server directory's key (shared by its workers).
+    app[SESSIONS] = SessionKeys(ensure_session_key(settings.serverdir))
     app[PAGES] = PageCache()
     app[FILES] = SerialMemo()
     app.on_shutdown.append(_wake_long_polls)

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from lockgate.accounts import login
+from lockgate.accounts import manage as account_forms
+from lockgate.accounts import pages as account_pages
 from lockgate.accounts import views as accounts
+from lockgate.accounts.forms import form_view
 from lockgate.devpi import views as devpi
 from lockgate.errors import NotFound
+from lockgate.hooks import forms as hook_forms
 from lockgate.hooks import views as hooks
 from lockgate.http.requests import wants_devpi_json
+from lockgate.indexes import forms as index_forms
 from lockgate.indexes import views as indexes
 from lockgate.jsonapi import views as jsonapi
 from lockgate.mirror import admin as mirror_admin
@@ -23,6 +29,9 @@ from lockgate.replica import views as replication
 from lockgate.server import status
 from lockgate.simple import views as simple
 from lockgate.uploads import views as uploads
+from lockgate.web.negotiation import page_or
+from lockgate.web.static import serve_static
+from lockgate.workflow import forms as release_forms
 from lockgate.workflow import views as workflow
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -44,16 +53,17 @@ I = f"{{index:{NAME}}}"  # noqa: E741 - reads as a path segment name
 
 def setup_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get("/", accounts.root_listing, name="root")
+    # Browsers get pages, devpi-client and scripts JSON, on the same URLs (lockgate/web).
+    r.add_get("/", page_or(account_pages.root_page, accounts.root_listing), name="root")
+    r.add_get("/+static/{name:[^/]+}", serve_static, name="static")
     r.add_get("/+status", status.status, name="status")
     r.add_get("/+changelog", replication.changelog, name="changelog")
     r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
 
-    # devpi-client: discovery at the root, a user or an index, and its login.
+    # devpi-client: discovery at the root, a user or an index (its login: below).
     r.add_get("/+api", devpi.api_view, name="devpi_api")
     r.add_get(f"/{U}/+api", devpi.api_view)
     r.add_get(f"/{U}/{I}/+api", devpi.api_view)
-    r.add_post("/+login", devpi.login_view, name="devpi_login")
 
     r.add_get("/+namespaces", namespaces.list_view, name="namespaces")
     r.add_get("/+namespaces/", namespaces.list_view)
@@ -64,6 +74,33 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete(prefix, namespaces.release_view)
     r.add_put("/+namespaces/", namespaces.reserve_view)
     r.add_delete("/+namespaces/", namespaces.release_view)
+
+    # Browser login and the management forms (never the API's URLs: the API does not
+    # accept the session cookie). `+manage` segments cannot be a user, index or project.
+    r.add_get("/+login", login.login_page, name="login")
+    r.add_post("/+login", login_post)  # the browser's form, or devpi-client's JSON
+    r.add_post("/+logout", form_view(login.logout_post), name="logout")
+    r.add_get(f"/{U}/+manage", account_forms.manage_user_page, name="manage_user")
+    r.add_post(f"/{U}/+manage/tokens", account_forms.create_token_form)
+    r.add_post(
+        f"/{U}/+manage/tokens/{{token:[0-9a-f]{{1,32}}}}/revoke", account_forms.revoke_token_form
+    )
+    r.add_get(f"/{U}/+manage/new-index", index_forms.new_index_page)
+    r.add_post(f"/{U}/+manage/new-index", index_forms.new_index_post)
+    r.add_get(f"/{U}/{I}/+manage", index_forms.edit_index_page, name="manage_index")
+    r.add_post(f"/{U}/{I}/+manage", index_forms.edit_index_post)
+    r.add_get(f"/{U}/{I}/+manage/delete", index_forms.delete_index_page)
+    r.add_post(f"/{U}/{I}/+manage/delete", index_forms.delete_index_post)
+    r.add_get(f"/{U}/{I}/+manage/hooks", hook_forms.hooks_page)
+    r.add_post(f"/{U}/{I}/+manage/hooks", hook_forms.add_hook_post)
+    r.add_get(f"/{U}/{I}/+manage/hooks/{{hook:{NAME}}}", hook_forms.hook_page)
+    r.add_post(f"/{U}/{I}/+manage/hooks/{{hook:{NAME}}}/delete", hook_forms.delete_hook_post)
+    managed = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}/+manage"
+    r.add_get(managed, release_forms.release_page, name="manage_release")
+    r.add_post(f"{managed}/yank", release_forms.yank_post)
+    r.add_post(f"{managed}/unyank", release_forms.unyank_post)
+    r.add_post(f"{managed}/delete", release_forms.delete_post)
+    r.add_post(f"{managed}/push", release_forms.push_post)
 
     r.add_post(f"/{U}/+tokens", accounts.create_token_view, name="tokens")
     r.add_get(f"/{U}/+tokens", accounts.list_tokens_view)
@@ -149,6 +186,18 @@ async def upload_or_push(request: web.Request) -> web.StreamResponse:
     if request.content_type == "application/json":
         return await workflow.push_view(request)
     return await uploads.upload(request)
+
+
+_login_form_post = form_view(login.login_post)
+
+
+async def login_post(request: web.Request) -> web.StreamResponse:
+    """`POST /+login`: devpi-client's JSON `{"user", "password"}` gets a login token
+    (its errors JSON, as devpi-client reads them); anything else is the browser's form,
+    whose errors are pages."""
+    if request.content_type == "application/json":
+        return await devpi.login_view(request)
+    return await _login_form_post(request)
 
 
 async def project_page(request: web.Request) -> web.StreamResponse:

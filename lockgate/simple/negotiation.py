@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
+from lockgate.http.accept import ALIASES, parse_accept
+
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 TEXT_HTML = "text/html"
 
 # Ties at equal q go to the first entry: PyPI's order, so `*/*` yields text/html.
 SERVED = (TEXT_HTML, HTML_V1, JSON_V1)
-ALIASES = {
-    "application/vnd.pypi.simple.latest+json": JSON_V1,
-    "application/vnd.pypi.simple.latest+html": HTML_V1,
-}
-
-
-def _parse(accept: str) -> list[tuple[str, float]]:
-    ranges: list[tuple[str, float]] = []
-    for item in accept.split(","):
-        parts = [p.strip() for p in item.split(";")]
-        media = parts[0].lower()
-        if not media:
-            continue
-        q = 1.0
-        for param in parts[1:]:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = max(0.0, min(1.0, float(value.strip())))
-                except ValueError:
-                    q = 0.0
-        ranges.append((ALIASES.get(media, media), q))
-    return ranges
 
 
 def _quality(served: str, ranges: list[tuple[str, float]]) -> float:
@@ -62,7 +41,7 @@ def negotiate(accept: str | None, format_param: str | None = None) -> str | None
             return wanted
     if accept is None or not accept.strip():
         return TEXT_HTML
-    ranges = _parse(accept)
+    ranges = parse_accept(accept)
     best, best_q = None, 0.0
     for served in SERVED:
         q = _quality(served, ranges)

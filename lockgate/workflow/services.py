@@ -33,6 +33,7 @@ from lockgate.changelog.writer import lock_serial, record, utcnow_iso
 from lockgate.db.session import Database
 from lockgate.errors import BadRequest, Conflict, Forbidden, NotFound
 from lockgate.indexes.config import StageConfig
+from lockgate.indexes.models import Index
 from lockgate.indexes.services import (
     IndexView,
     get_index,
@@ -488,3 +489,45 @@ async def log_of_index(session: AsyncSession, user: str, name: str, sha256: str)
         )
     ).first()
     return row is not None
+
+
+@dataclass(frozen=True)
+class PushChoice:
+    """A stage index a release could be pushed to, and what its gates say."""
+
+    target: str
+    required: tuple[str, ...]  # the target's push_requires
+    problems: list[str]  # empty: a push would be accepted now
+
+    @property
+    def gates(self) -> list[tuple[str, str | None]]:
+        """Each required environment with what it misses (None: it is met)."""
+        return [
+            (env, next((p for p in self.problems if p.startswith(f"{env} ")), None))
+            for env in self.required
+        ]
+
+    @property
+    def other_problems(self) -> list[str]:
+        gated = {problem for _, problem in self.gates if problem}
+        return [problem for problem in self.problems if problem not in gated]
+
+
+async def push_choices(
+    session: AsyncSession, actor: str, source: IndexView, project: str, version: str
+) -> list[PushChoice]:
+    """Every stage index `actor` may upload to (other than the source), with the gates
+    the release meets or misses there — what `push_release` would decide, read-only."""
+    if source.is_mirror:
+        return []
+    rows = (await session.execute(select(Index))).scalars().all()
+    choices = []
+    for row in sorted(rows, key=lambda r: (r.user_name, r.name)):
+        target = IndexView.from_row(row)
+        if target.path == source.path or not isinstance(target.config, StageConfig):
+            continue
+        if actor != ROOT_USER and not target.config.may_upload(actor):
+            continue
+        plan = await plan_push(session, source, target, project, version)
+        choices.append(PushChoice(target.path, target.config.push_requires, plan.problems))
+    return choices

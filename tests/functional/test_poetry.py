@@ -254,3 +254,57 @@ def test_poetry_publish_then_lock_and_install_from_lockgate(
     assert any(p.endswith("lg_greeting-1.0.0-py3-none-any.whl.metadata") for p in paths), paths
     bad = [e for e in seen if int(str(e["status"])) not in (200, 206, 304)]
     assert not bad, bad
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_poetry_with_a_devpi_style_index_url(
+    server: LockgateServer, clients: Clients, tmp_path: Path, slash: str
+) -> None:
+    """devpi guides give poetry the index URL itself (no `+simple/`): lock and install
+    follow the redirect to the simple pages (the devpi issue, part 1)."""
+    server.create_user(USER, PASSWORD)
+    server.create_index(INDEX, (USER, PASSWORD))
+    wheels = tmp_path / "dist"
+    wheels.mkdir()
+    uploaded = clients.twine_upload(
+        f"{server.url}/{INDEX}/",
+        [make_wheel(wheels, "Lg.Base", "1.0"), make_wheel(wheels, "lg-base", "1.1")],
+        USER,
+        PASSWORD,
+    )
+    assert uploaded.returncode == 0, output(uploaded)
+    app = write_project(
+        tmp_path / "app",
+        f"""
+        [project]
+        name = "lg-app"
+        version = "0.1.0"
+        requires-python = ">=3.9"
+        dependencies = ["lg-base>=1.0"]
+
+        [tool.poetry]
+        package-mode = false
+
+        [[tool.poetry.source]]
+        name = "team"
+        url = "{server.url}/{INDEX}{slash}"
+        priority = "primary"
+        """,
+    )
+    poetry = Poetry(tmp_path)
+    poetry(app, "lock")
+    lock = (app / "poetry.lock").read_text()
+    assert 'name = "lg-base"\nversion = "1.1"' in lock, lock
+    poetry(app, "install")
+    python = app / ".venv" / "bin" / "python"
+    imported = subprocess.run(
+        [str(python), "-c", "import lg_base; print(lg_base.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert imported.returncode == 0, output(imported)
+    assert imported.stdout.strip() == "1.1"
+    redirected = [e for e in requests_seen(server) if e["status"] == 302]
+    assert any(str(e["path"]) == f"/{INDEX}/lg-base/" for e in redirected), redirected
