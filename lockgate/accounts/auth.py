@@ -1,5 +1,7 @@
 """Who is asking: a user with a password, or an API token, from the request's
-`Authorization` header (HTTP Basic, or `Bearer` for a token).
+`Authorization` header (HTTP Basic, or `Bearer` for a token), or from devpi-client's
+`X-Devpi-Auth` header (user and password, or user and the token `/+login` issued),
+which wins when both are sent (devpi-client leaves `Authorization` to a proxy).
 
 Authentication always finishes before a write transaction opens: rows are read
 in short read transactions and a password is checked (scrypt, tens of
@@ -33,7 +35,7 @@ from lockgate.changelog.codec import Actor
 from lockgate.config import SETTINGS
 from lockgate.db.session import DATABASE
 from lockgate.errors import Forbidden, LockgateError, ServiceUnavailable, Unauthorized
-from lockgate.http.basic_auth import basic_credentials
+from lockgate.http.basic_auth import DEVPI_AUTH, basic_credentials, devpi_credentials
 
 log = structlog.get_logger("lockgate.auth")
 
@@ -182,7 +184,8 @@ async def authenticate(request: web.Request) -> Principal | None:
     A header that authenticated is remembered (under an HMAC of it) for the current
     serial, so repeated requests — pip reading pages of a private index — cost no
     database lookup and no scrypt; any committed change starts over."""
-    header = request.headers.get("Authorization", "")
+    devpi = request.headers.get(DEVPI_AUTH, "")
+    header = f"devpi {devpi}" if devpi else request.headers.get("Authorization", "")
     if not header:
         return None
     credentials = request.app[CREDENTIALS]
@@ -192,7 +195,14 @@ async def authenticate(request: web.Request) -> Principal | None:
         if known.token_id is not None:
             await _note_token_use(request, known.token_id)
         return known
-    principal, until = await _authenticate(request)
+    try:
+        principal, until = await _authenticate(request)
+    except Unauthorized as exc:
+        if devpi:
+            # devpi-client drops a stored login when a 401 carries a Location
+            # (devpi's "log in again"); it then says so instead of retrying it.
+            exc.headers.setdefault("Location", "/+login")
+        raise
     if principal is not None:
         credentials.remember_caller(header, serial, principal, until)
     return principal
@@ -200,10 +210,12 @@ async def authenticate(request: web.Request) -> Principal | None:
 
 async def _authenticate(request: web.Request) -> tuple[Principal | None, float]:
     """The caller, and until when (wall clock) its credentials may be trusted."""
-    bearer = _bearer(request)
-    if bearer is not None:
-        return await _token_principal(request, bearer, None)
-    credentials = basic_credentials(request)
+    credentials = devpi_credentials(request)
+    if credentials is None:
+        bearer = _bearer(request)
+        if bearer is not None:
+            return await _token_principal(request, bearer, None)
+        credentials = basic_credentials(request)
     if credentials is None:
         return None, 0.0
     name, password = credentials

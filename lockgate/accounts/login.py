@@ -90,20 +90,14 @@ async def login_page(request: web.Request) -> web.Response:
 
 
 async def login_post(request: web.Request) -> web.StreamResponse:
-    """`POST /+login`, dispatched by content type: the browser's form here; devpi-client
-    posts JSON `{"user", "password"}` to the same path (`devpi_login`, its own lane)."""
-    if request.content_type == "application/json":
-        return await devpi_login(request)
+    """`POST /+login` from a browser: the login form. (devpi-client posts JSON to the
+    same path; the route table sends that to `lockgate.devpi.views.login_view` before
+    this handler's error pages wrap it.)"""
     if request.content_type in FORM_TYPES:
         return await login_form_post(request)
     raise LockgateError(
         f"send the login form as {FORM_TYPES[0]}, or JSON as devpi-client does", 415
     )
-
-
-async def devpi_login(request: web.Request) -> web.StreamResponse:
-    """Seam for devpi-client's JSON login (implemented in the devpi-client lane)."""
-    raise LockgateError("JSON login (devpi-client) is not supported by this server yet", 415)
 
 
 async def login_form_post(request: web.Request) -> web.Response:

@@ -227,3 +227,44 @@ async def note_use(session: AsyncSession, token_id: str) -> None:
         session.add(TokenUse(token_id=token_id, used_at=utcnow_iso()))
     else:
         use.used_at = utcnow_iso()
+
+
+# devpi-client's login (`POST /+login`): an expiring token with everything its user
+# may do but following the changelog, valid as long as devpi's proxy logins (10 hours).
+LOGIN_TOKEN_NAME = "devpi-login"
+LOGIN_SCOPES = tuple(scope for scope in SCOPES if scope != "replicate")
+LOGIN_EXPIRATION = 10 * 60 * 60
+
+
+def login_token_spec(now: datetime | None = None) -> TokenSpec:
+    moment = now or datetime.now(UTC)
+    expires = moment + timedelta(seconds=LOGIN_EXPIRATION)
+    return TokenSpec(
+        name=LOGIN_TOKEN_NAME,
+        scopes=LOGIN_SCOPES,
+        indexes=None,
+        expires_at=expires.strftime(EXPIRY_FORMAT),
+    )
+
+
+async def issue_login_token(
+    session: AsyncSession, user: str, secret: str, actor: Actor, now: datetime | None = None
+) -> TokenInfo:
+    """A new login token for `user` (whose password was checked before the write),
+    dropping that user's expired login tokens so logins do not pile up."""
+    moment = now or datetime.now(UTC)
+    expired = (
+        await session.execute(
+            select(Token.id, Token.expires_at).where(
+                Token.user_name == user, Token.name == LOGIN_TOKEN_NAME
+            )
+        )
+    ).all()
+    for token_id, expires_at in expired:
+        if expires_at is not None and _expiry(expires_at) <= moment:
+            await record(session, TokenDelete(id=token_id), actor)
+    return await create_token(session, user, login_token_spec(moment), secret, actor)
+
+
+def _expiry(value: str) -> datetime:
+    return datetime.strptime(value, EXPIRY_FORMAT).replace(tzinfo=UTC)

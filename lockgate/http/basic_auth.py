@@ -7,6 +7,8 @@ import binascii
 
 from aiohttp import web
 
+from lockgate.errors import Unauthorized
+
 REALM = 'Basic realm="lockgate"'
 
 
@@ -24,3 +26,25 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
         # NUL can be stored by no database; such credentials are just wrong.
         return None
     return (user, password)
+
+
+# devpi-client sends its login (user and the token /+login gave it, or a password)
+# in its own header, leaving `Authorization` to a proxy in front of the server.
+DEVPI_AUTH = "X-Devpi-Auth"
+
+
+def devpi_credentials(request: web.Request) -> tuple[str, str] | None:
+    """`X-Devpi-Auth: base64(user:secret)`, as devpi-client sends it; None when
+    absent, 401 when it is not base64 of `user:secret` (rather than silently
+    treating the caller as anonymous)."""
+    encoded = request.headers.get(DEVPI_AUTH, "").strip()
+    if not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    user, sep, secret = decoded.partition(":")
+    if not sep or not user or "\x00" in decoded:
+        raise Unauthorized(f"the {DEVPI_AUTH} header must be base64 of 'user:password'")
+    return (user, secret)

@@ -24,9 +24,13 @@ from lockgate.errors import (
     Unauthorized,
 )
 from lockgate.http.basic_auth import REALM
+from lockgate.http.requests import json_body
 from lockgate.logs import access_logger
 
 log = structlog.get_logger("lockgate.http")
+
+# The devpi JSON API version lockgate speaks (devpi-server's since 2.0).
+DEVPI_API_VERSION = "2"
 
 #: This worker's name (its pid by default), sent as X-Lockgate-Worker on every answer.
 WORKER = web.AppKey("worker", str)
@@ -57,11 +61,11 @@ def error_response(
         headers["WWW-Authenticate"] = REALM
     accept = request.headers.get("Accept", "")
     if "application/json" in accept or request.content_type == "application/json":
-        return web.json_response(
-            {"message": message, "status": status},
-            status=status,
-            reason=_reason(message),
-            headers=headers,
+        # Clients asking for JSON (devpi-client) get the standard reason phrase: they
+        # print the reason and then the message, which would say it twice.
+        reason = None if "application/json" in accept else _reason(message)
+        return json_body(
+            {"message": message, "status": status}, status=status, reason=reason, headers=headers
         )
     return web.Response(
         status=status,
@@ -182,6 +186,9 @@ def request_middleware(read_only: bool) -> Middleware:
                 out = response.headers
                 out["X-Lockgate-Serial"] = str(request.app[DATABASE].serial)
                 out["X-Lockgate-Worker"] = request.app[WORKER]
+                if "application/json" in headers.get("Accept", ""):
+                    # devpi-client warns on every answer that lacks its API version.
+                    out["X-Devpi-Api-Version"] = DEVPI_API_VERSION
             return response
         except web.HTTPException as exc:
             status = exc.status

@@ -17,6 +17,7 @@ from lockgate.accounts.services import ROOT_USER
 from lockgate.db.session import DATABASE
 from lockgate.errors import Forbidden, NotFound, Unauthorized
 from lockgate.http.pagecache import FILES
+from lockgate.http.requests import is_devpi_client
 from lockgate.indexes.config import Readers
 from lockgate.indexes.services import IndexView, get_index
 
@@ -61,6 +62,10 @@ async def require_read(request: web.Request, user: str, name: str) -> Principal 
     principal = await authenticate(request)
     path = f"{user}/{name}"
     if principal is None:
+        if is_devpi_client(request):
+            # devpi-client handles only a 403 here (devpi-server answers it so):
+            # "you might have to login first"; a 401 would end `devpi use`.
+            raise Forbidden(f"index {path} is private: log in first (devpi login USER)")
         raise Unauthorized(f"index {path} is private: {LOGIN_REQUIRED}")
     if not readers.admits(principal.user, ROOT_USER):
         raise Forbidden(f"user {principal.user!r} may not read index {path}")

@@ -380,3 +380,65 @@ class Readers:
         if AUTHENTICATED in self.acl:
             return False
         return all(other.admits(user, root) for user in (self.owner, *self.acl))
+
+
+# devpi's key-value operations (`devpi index NAME bases+=team/dev acl_upload-=bob
+# mirror_whitelist-=`, sent as a JSON list in a PATCH): set, add to a list,
+# remove from a list, drop back to the default.
+LIST_KEYS = {"bases", "acl_upload", "acl_read", "mirror_whitelist", "push_requires"}
+KEYVALUE_HELP = "'key=value', 'key+=value', 'key-=value' or 'key-=' (back to the default)"
+
+
+@dataclass(frozen=True)
+class KeyValueOp:
+    op: str  # "set", "add", "del" or "drop"
+    key: str
+    value: str
+
+
+def parse_keyvalue_ops(items: list[Any]) -> list[KeyValueOp]:
+    """devpi-client's operations, checked for form (the keys are checked with the
+    rest of the configuration)."""
+    if not items:
+        raise BadRequest(f"no changes: send a list of {KEYVALUE_HELP}")
+    ops = []
+    for item in items:
+        if not isinstance(item, str) or "=" not in item:
+            raise BadRequest(f"invalid index change {item!r}: use {KEYVALUE_HELP}")
+        key, _, value = item.partition("=")
+        if key.endswith("+"):
+            op, key = "add", key[:-1]
+        elif key.endswith("-"):
+            op, key = ("drop" if value == "" else "del"), key[:-1]
+        else:
+            op = "set"
+        if not key:
+            raise BadRequest(f"invalid index change {item!r}: use {KEYVALUE_HELP}")
+        if op in ("add", "del") and key not in LIST_KEYS:
+            raise BadRequest(
+                f"'{key}' is not a list setting: set it with {key}=value "
+                f"(lists: {', '.join(sorted(LIST_KEYS))})"
+            )
+        ops.append(KeyValueOp(op, key, value.strip()))
+    return ops
+
+
+def apply_keyvalue_ops(stored: dict[str, Any], ops: list[KeyValueOp]) -> dict[str, Any]:
+    """The configuration body after the operations (validated later as a whole)."""
+    config = dict(stored)
+    for item in ops:
+        if item.op == "set":
+            config[item.key] = item.value
+        elif item.op == "drop":
+            config.pop(item.key, None)
+        else:
+            values = _as_list(config.get(item.key), item.key)
+            if item.op == "add":
+                if item.value not in values:
+                    values.append(item.value)
+            elif item.value in values:
+                values.remove(item.value)
+            else:
+                raise BadRequest(f"The '{item.key}' setting doesn't have value '{item.value}'")
+            config[item.key] = values
+    return config

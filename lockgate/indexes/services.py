@@ -20,9 +20,11 @@ from lockgate.errors import BadRequest, Conflict, Forbidden, NotFound
 from lockgate.indexes.config import (
     UPSTREAM_KEYS,
     IndexConfig,
+    KeyValueOp,
     MirrorConfig,
     Readers,
     StageConfig,
+    apply_keyvalue_ops,
     ca_bundle_of,
     check_ca_bundle,
     from_stored,
@@ -121,13 +123,18 @@ async def precheck_config(data: dict[str, Any]) -> None:
 
 
 async def precheck_index_change(
-    db: Database, owner: str, name: str, changes: dict[str, Any]
+    db: Database,
+    owner: str,
+    name: str,
+    changes: dict[str, Any],
+    ops: list[KeyValueOp] | None = None,
 ) -> None:
-    """`precheck_config` for a change: the stored settings merged with the changes."""
+    """`precheck_config` for a change: the stored settings merged with the changes
+    (or with devpi's key-value operations applied)."""
     async with db.read() as session:
         index = await get_index(session, owner, name)
     current = to_stored(index.config) if index is not None else {}
-    await precheck_config({**current, **changes})
+    await precheck_config(apply_keyvalue_ops(current, ops) if ops else {**current, **changes})
 
 
 async def get_index(session: AsyncSession, user: str, name: str) -> IndexView | None:
@@ -319,14 +326,25 @@ async def create_index(
 
 
 async def modify_index(
-    session: AsyncSession, owner: str, name: str, changes: dict[str, Any], actor: Actor
+    session: AsyncSession,
+    owner: str,
+    name: str,
+    changes: dict[str, Any],
+    actor: Actor,
+    ops: list[KeyValueOp] | None = None,
 ) -> IndexView:
-    """Change an index; `precheck_config(changes)` must have run before the transaction."""
+    """Change an index: merge `changes` into its settings, or apply devpi's key-value
+    `ops` to them (read here, inside the write, so concurrent changes are not lost);
+    `precheck_index_change` must have run before the transaction."""
     index = await require_index(session, owner, name)
+    stored = to_stored(index.config)
+    if ops:
+        merged = apply_keyvalue_ops(stored, ops)
+        changes = {key: merged.get(key) for key in {op.key for op in ops}}
+    else:
+        merged = {**stored, **changes}
     if "type" in changes and changes["type"] != index.type:
         raise BadRequest("the type of an existing index cannot be changed")
-    stored = to_stored(index.config)
-    merged = {**stored, **changes}
     if isinstance(changes.get("mirror_url"), str) and isinstance(index.config, MirrorConfig):
         merged["mirror_url"] = keep_secret(changes["mirror_url"], index.config.mirror_url)
     config = parse_config(owner, name, merged)
@@ -419,10 +437,12 @@ async def change_index(
     name: str,
     changes: dict[str, Any],
     actor: Actor,
+    ops: list[KeyValueOp] | None = None,
 ) -> IndexView:
-    """Change an index as `PATCH /{user}/{index}` and the edit form do."""
+    """Change an index as `PATCH /{user}/{index}` and the edit form do: merge `changes`,
+    or apply devpi's key-value `ops` (whose `set` values `changes` then holds)."""
     if UPSTREAM_KEYS & set(changes):
         await check_upstream_allowed(egress, changes)
-    await precheck_index_change(db, owner, name, changes)
+    await precheck_index_change(db, owner, name, changes, ops)
     async with db.write() as session:
-        return await modify_index(session, owner, name, changes, actor)
+        return await modify_index(session, owner, name, changes, actor, ops=ops)

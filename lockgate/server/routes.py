@@ -14,11 +14,13 @@ from lockgate.accounts import pages as account_pages
 from lockgate.accounts import views as accounts
 from lockgate.accounts.forms import form_view
 from lockgate.browse import pages as browse
+from lockgate.devpi import views as devpi
 from lockgate.docs import views as docs
 from lockgate.downloads.views import counted
 from lockgate.errors import NotFound
 from lockgate.hooks import forms as hook_forms
 from lockgate.hooks import views as hooks
+from lockgate.http.requests import wants_devpi_json
 from lockgate.indexes import forms as index_forms
 from lockgate.indexes import views as indexes
 from lockgate.jsonapi import views as jsonapi
@@ -76,6 +78,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/+changelog", replication.changelog, name="changelog")
     r.add_get("/+blobs/{sha256}", replication.blob, name="blob")
 
+    # devpi-client: discovery at the root, a user or an index (its login: below).
+    r.add_get("/+api", devpi.api_view, name="devpi_api")
+    r.add_get(f"/{U}/+api", devpi.api_view)
+    r.add_get(f"/{U}/{I}/+api", devpi.api_view)
+
     r.add_get("/+namespaces", namespaces.list_view, name="namespaces")
     r.add_get("/+namespaces/", namespaces.list_view)
     # An empty prefix reaches the handlers, which answer 400 saying a prefix is needed.
@@ -89,7 +96,7 @@ def setup_routes(app: web.Application) -> None:
     # Browser login and the management forms (never the API's URLs: the API does not
     # accept the session cookie). `+manage` segments cannot be a user, index or project.
     r.add_get("/+login", login.login_page, name="login")
-    r.add_post("/+login", form_view(login.login_post))
+    r.add_post("/+login", login_post)  # the browser's form, or devpi-client's JSON
     r.add_post("/+logout", form_view(login.logout_post), name="logout")
     r.add_get(f"/{U}/+manage", account_forms.manage_user_page, name="manage_user")
     r.add_post(f"/{U}/+manage/tokens", account_forms.create_token_form)
@@ -138,17 +145,20 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{json_path}/{{version:{VERSION}}}/json", jsonapi.project_json)
     r.add_get(f"{json_path}/{{version:{VERSION}}}/json/", jsonapi.project_json)
 
+    # devpi-client deletes a project at its URL with the slash (`devpi remove NAME`).
     r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}", packages.delete_project_view)
-    # devpi-style index URLs without +simple/ (pip and uv append the project).
-    # Browsers get the project page; installers the simple page, as before.
-    project_page = page_or(browse.project_page, simple.devpi_project_redirect, wants_project_page)
-    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", project_page)
-    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", project_page)
+    r.add_delete(f"/{U}/{I}/{{project:{PROJECT}}}/", packages.delete_project_view)
+    # devpi-style index URLs without +simple/: browsers get the project page, pip and uv
+    # (which append the project) are redirected to the simple page, devpi-client asks
+    # for JSON there.
+    project = page_or(browse.project_page, project_page, wants_project_page)
+    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}", project)
+    r.add_get(f"/{U}/{I}/{{project:{PROJECT}}}/", project)
     release = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}"
     # Documentation out of the release's zip (any member path; `latest` as version).
     r.add_get(f"{release}/+doc", docs.serve_docs)
     r.add_get(f"{release}/+doc/{{relpath:.*}}", docs.serve_docs, name="docs")
-    r.add_get(release, page_or(browse.version_page, browse.release_for_clients))
+    r.add_get(release, page_or(browse.version_page, release_page))
     r.add_delete(release, packages.delete_release_view)
     r.add_patch(release, packages.patch_release)
 
@@ -156,6 +166,10 @@ def setup_routes(app: web.Application) -> None:
     # devpi-client pushes with a JSON body to the same URL.
     r.add_post(f"/{U}/{I}/", upload_or_push, name="upload")
     r.add_post(f"/{U}/{I}", upload_or_push)
+    # devpi-client sends its push with the method PUSH (lockgate.http.protocol lets
+    # such a request through the HTTP parser).
+    r.add_route("PUSH", f"/{U}/{I}", workflow.push_view)
+    r.add_route("PUSH", f"/{U}/{I}/", workflow.push_view)
 
     index_page = page_or(browse.index_page, indexes.get_index_view)
     r.add_get(f"/{U}/{I}", index_page, name="index")
@@ -190,6 +204,35 @@ async def upload_or_push(request: web.Request) -> web.StreamResponse:
     if request.content_type == "application/json":
         return await workflow.push_view(request)
     return await uploads.upload(request)
+
+
+_login_form_post = form_view(login.login_post)
+
+
+async def login_post(request: web.Request) -> web.StreamResponse:
+    """`POST /+login`: devpi-client's JSON `{"user", "password"}` gets a login token
+    (its errors JSON, as devpi-client reads them); anything else is the browser's form,
+    whose errors are pages."""
+    if request.content_type == "application/json":
+        return await devpi.login_view(request)
+    return await _login_form_post(request)
+
+
+async def project_page(request: web.Request) -> web.StreamResponse:
+    """`/{user}/{index}/{project}/` for all but browsers: devpi's project JSON for
+    devpi-client (`Accept: application/json`); installers are redirected to the simple
+    page."""
+    if wants_devpi_json(request):
+        return await devpi.project_view(request)
+    return await simple.devpi_project_redirect(request)
+
+
+async def release_page(request: web.Request) -> web.StreamResponse:
+    """`/{user}/{index}/{project}/{version}` for all but browsers: devpi's versiondata
+    for JSON clients, else a 404 pointing to the JSON API."""
+    if wants_devpi_json(request):
+        return await devpi.version_view(request)
+    return await browse.release_for_clients(request)
 
 
 async def refuse_invalid_names(request: web.Request) -> web.StreamResponse:

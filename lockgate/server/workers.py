@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from lockgate.config import Settings
+from lockgate.http.protocol import LockgateRunner
 
 # A worker whose slot failed this many times in a row without ever answering is not
 # restarted again: the supervisor gives up and exits non-zero.
@@ -82,7 +83,8 @@ async def serve_app(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(make_app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    # LockgateRunner: aiohttp's runner, whose connections also take devpi-client's PUSH.
+    runner = LockgateRunner(make_app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)

@@ -167,19 +167,11 @@ async def simple_list_redirect(request: web.Request) -> web.Response:
     raise web.HTTPMovedPermanently(f"/{user}/{name}/+simple/")
 
 
-def _asks_for_json(request: web.Request) -> bool:
-    """A client that wants devpi's JSON API rather than a simple page."""
-    accept = request.headers.get("Accept", "")
-    return "application/json" in accept and "vnd.pypi.simple" not in accept
-
-
 async def devpi_project_redirect(request: web.Request) -> web.Response:
     """`/{user}/{index}/{project}/`: devpi guides give installers the index URL
     itself (no `+simple/`), so pip and uv ask here; send them to the simple page."""
     user, name = request.match_info["user"], request.match_info["index"]
     project = request.match_info["project"]
-    if _asks_for_json(request):
-        raise NotFound(f"no JSON here: the project's JSON is /{user}/{name}/pypi/{project}/json")
     if not is_valid_project_name(project):
         raise NotFound(f"{project!r} is not a valid project name")
     location = f"/{user}/{name}/+simple/{canonicalize_name(project)}/"

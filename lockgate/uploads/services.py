@@ -67,9 +67,10 @@ async def check_upload(
     filename: str | None,
     temp: Path | None,
     digests: Digests | None,
+    digest_required: bool = True,
 ) -> tuple[UploadForm, CheckedDistribution]:
     """Validate the form, the permissions and the file (in a thread), in Warehouse's order."""
-    form = parse_upload_form(fields)
+    form = parse_upload_form(fields, digest_required)
     if temp is None or filename is None or digests is None:
         raise UploadRejected("Upload payload does not have a file.")
     require_upload_permission(actor.name, index, form.name)

@@ -314,8 +314,11 @@ def _check_metadata_fields(cleaned: Mapping[str, list[str]]) -> None:
             raise _metadata_error("'summary' is invalid: must be a single line")
 
 
-def parse_upload_form(fields: Mapping[str, list[str]]) -> UploadForm:
+def parse_upload_form(fields: Mapping[str, list[str]], digest_required: bool = True) -> UploadForm:
     """Validate the non-file fields of a legacy upload request.
+
+    `digest_required=False` lets devpi-client's uploads through without a digest of
+    the file (it never sends one; the server computes its own either way).
 
     `fields` maps each non-file multipart field (and, if the server merges them, query
     parameters) to its values in the order sent. Raises :class:`UploadRejected` on the first
@@ -389,7 +392,7 @@ def parse_upload_form(fields: Mapping[str, list[str]]) -> UploadForm:
         for algorithm in _DIGEST_RES
         if (value := first(f"{algorithm}_digest")) is not None
     }
-    if not sent_digests:
+    if not sent_digests and digest_required:
         raise UploadRejected("Error: Include at least one message digest.")
     for algorithm, value in sent_digests.items():
         pattern, label = _DIGEST_RES[algorithm]

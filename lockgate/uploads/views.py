@@ -23,6 +23,7 @@ from lockgate.db.session import DATABASE
 from lockgate.docs.services import is_docs_upload
 from lockgate.docs.views import upload_docs
 from lockgate.errors import BadRequest, Forbidden, Unauthorized
+from lockgate.http.basic_auth import DEVPI_AUTH
 from lockgate.indexes.services import require_index
 from lockgate.storage.blobs import BLOBS, BlobStore, Digests, HashingWriter
 from lockgate.uploads.services import check_upload, require_stage, store_upload
@@ -194,7 +195,11 @@ async def upload(request: web.Request) -> web.Response:
         if is_docs_upload(fields):
             # devpi's `:action=doc_upload` (devpi upload --with-docs): lockgate/docs.
             return await upload_docs(request, actor, index, fields, temp, digests)
-        _, checked = await check_upload(db, actor, index, fields, filename, temp, digests)
+        # devpi-client (logged in with X-Devpi-Auth) sends no digest of the file.
+        digest_required = DEVPI_AUTH not in request.headers
+        _, checked = await check_upload(
+            db, actor, index, fields, filename, temp, digests, digest_required
+        )
         assert filename is not None and temp is not None and digests is not None
         stored = await store_upload(db, blobs, index, actor, filename, temp, digests, checked)
     finally:

@@ -197,6 +197,10 @@ SLOW_WRITES = {
     "DELETE release": SlowWrite("DELETE", lambda _: "/slow/dev/slowpkg/1.0", None, 200, "deleted"),
     "DELETE file": SlowWrite("DELETE", file_path, None, 200, "deleted"),
     "DELETE project": SlowWrite("DELETE", lambda _: "/slow/dev/slowpkg", None, 200, "deleted"),
+    # devpi-client's login (lockgate/devpi/views.py): the password is in the body.
+    "POST login": SlowWrite(
+        "POST", lambda _: "/+login", {"user": SLOW[0], "password": SLOW[1]}, 200, "proxyauth"
+    ),
 }
 
 

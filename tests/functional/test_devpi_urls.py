@@ -1,6 +1,7 @@
 """devpi's index URLs without `+simple/` (docs and guides give installers the index
 URL itself): pip and uv install through `/{user}/{index}` and `/{user}/{index}/`,
-being redirected to the simple page; JSON clients are not redirected. Both backends."""
+being redirected to the simple page; JSON clients (devpi-client) get devpi's project
+JSON. Both backends."""
 
 from __future__ import annotations
 
@@ -33,5 +34,7 @@ def test_pip_and_uv_with_devpi_style_index_urls(
         answer = server.get(path, allow_redirects=False, headers={"Accept": "text/html"})
         assert answer.status_code == 302
         assert answer.headers["Location"] == "/alice/dev/+simple/devpi-style/"
+    # devpi-client asks there for devpi's project JSON (tests/functional/test_devpi_client.py)
     as_json = server.get("/alice/dev/devpi-style/", headers={"Accept": "application/json"})
-    assert as_json.status_code == 404 and "/pypi/devpi-style/json" in as_json.text
+    assert as_json.status_code == 200 and as_json.json()["type"] == "projectconfig"
+    assert list(as_json.json()["result"]) == ["1.0"]

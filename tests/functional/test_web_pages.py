@@ -393,9 +393,13 @@ def test_installers_and_scripts_keep_their_answers(
     assert server.get("/alice/dev", headers=json_only).json()["type"] == "indexconfig"
     assert server.get("/alice", headers=json_only).json()["type"] == "userconfig"
     assert server.get("/+status", headers=json_only).json()["role"] == "primary"
-    assert server.get("/alice/dev/plain-pkg", headers=json_only).status_code == 404
+    # devpi-client's project and release JSON (lockgate/devpi) on the same URLs.
+    assert server.get("/alice/dev/plain-pkg", headers=json_only).json()["type"] == "projectconfig"
     release = server.get("/alice/dev/plain-pkg/1.0", headers=json_only)
-    assert release.status_code == 404 and "pypi/plain-pkg/1.0/json" in release.json()["message"]
+    assert release.json()["type"] == "versiondata"
+    # Anyone else (no Accept, */*) gets pointed at the PyPI JSON API.
+    release = server.get("/alice/dev/plain-pkg/1.0", headers={"Accept": "*/*"})
+    assert release.status_code == 404 and "pypi/plain-pkg/1.0/json" in release.text
     # Errors: a page for a browser, JSON or text for the rest.
     page = server.get("/nobody", headers=BROWSER)
     assert page.status_code == 404 and page.headers["Content-Type"].startswith("text/html")

@@ -33,6 +33,7 @@ DOMAINS = {
     "transfer",
     "maintenance",
     "workflow",
+    "devpi",
     "server",
     "cli",
 }

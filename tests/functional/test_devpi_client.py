@@ -1,0 +1,442 @@
+"""devpi-client, unchanged from PyPI, against lockgate (README "Coming from devpi:
+devpi-client"): `devpi use`, `login`, `logoff`, `user -c/-m/-l`, `index
+-c/-m/-l/--delete` (devpi's keys, key-value changes and lockgate's own keys), `upload`
+(wheel and sdist), `list`, `getjson`, `test` (real tox, results posted), `push`
+(the HTTP method PUSH), `install` (pip with the login token in the index URL) and
+`remove`; each checked through lockgate's own API afterwards. The bad input of
+docs/reliability.md DV-1..DV-6 changes nothing. Both backends."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.functional.test_replica import replicate_token
+from tests.support.dists import make_sdist, make_wheel
+from tests.support.server import BIN, ROOT_PASSWORD, LockgateServer, client_env
+
+pytestmark = pytest.mark.e2e
+
+DEVPI = str(BIN / "devpi")
+ALICE = ("alice", "alice-pw")
+BOB = ("bob", "bob-pw")
+ENV = f"py{sys.version_info.major}{sys.version_info.minor}"
+# A tox.ini that installs nothing, so tox needs no package index.
+TOX_INI = (
+    f"[tox]\nenvlist = {ENV}\n\n[testenv]\nskip_install = true\n"
+    "commands =\n    python -c \"print('all 3 tests passed')\"\n"
+)
+JSON = {"Accept": "application/json"}
+
+
+class Devpi:
+    """The `devpi` command with its own client directory, as a user runs it."""
+
+    def __init__(self, tmp: Path, name: str = "devpi") -> None:
+        self.clientdir = tmp / f"{name}-client"
+        env = client_env(tmp, VIRTUALENV_NO_DOWNLOAD="1")
+        # Nothing of the machine's devpi or virtualenv settings may leak in.
+        for key in list(env):
+            if key.startswith("DEVPI_") or key == "VIRTUAL_ENV":
+                del env[key]
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        self.env = env
+        self.cwd = tmp
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [DEVPI, "--clientdir", str(self.clientdir), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+            timeout=timeout,
+        )
+
+    def ok(self, *args: str, timeout: float = 300) -> str:
+        result = self.run(*args, timeout=timeout)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"devpi {' '.join(args)}:\n{output}"
+        # lockgate declares devpi's API version on every JSON answer.
+        assert "unversioned reply" not in output, output
+        return output
+
+    def fails(self, *args: str) -> str:
+        result = self.run(*args)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, f"devpi {' '.join(args)} succeeded:\n{output}"
+        return output
+
+
+def _json(server: LockgateServer, path: str, auth: Any = None) -> Any:
+    response = server.get(path, auth=auth, headers=JSON)
+    assert response.status_code == 200, (path, response.status_code, response.text)
+    return response.json()
+
+
+def _release(server: LockgateServer, index: str, project: str) -> dict[str, Any]:
+    return dict(_json(server, f"/{index}/pypi/{project}/json", auth=server.root_auth()))
+
+
+def _dists(tmp_path: Path) -> list[Path]:
+    dist = tmp_path / "dist"
+    return [
+        make_wheel(dist, "acme-pkg", "1.0", tag="py2.py3-none-any"),
+        make_sdist(dist, "acme-pkg", "1.0", extra_files={"tox.ini": TOX_INI}),
+    ]
+
+
+def _login_tokens(server: LockgateServer, user: str) -> list[dict[str, Any]]:
+    tokens = _json(server, f"/{user}/+tokens", auth=server.root_auth())["result"]
+    return [token for token in tokens if token["name"] == "devpi-login"]
+
+
+def test_devpi_client_commands_end_to_end(server: LockgateServer, tmp_path: Path) -> None:
+    devpi = Devpi(tmp_path)
+    out = devpi.ok("use", server.url)
+    assert f"using server: {server.url}/ (not logged in)" in out
+
+    # Users, as root.
+    out = devpi.ok("login", "root", "--password", ROOT_PASSWORD)
+    assert "logged in 'root'" in out and "credentials valid for 10.00 hours" in out
+    devpi.ok("user", "-c", "alice", "password=alice-pw", "email=alice@example.org")
+    devpi.ok("user", "-c", "bob", "password=bob-pw")
+    assert _json(server, "/alice")["result"]["email"] == "alice@example.org"
+    listed = devpi.ok("user", "-l").split()
+    assert {"alice", "bob", "root"} <= set(listed)
+
+    # Indexes, as alice: devpi's keys as key=value strings, then key-value changes.
+    out = devpi.ok("login", "alice", "--password", "alice-pw")
+    assert "logged in 'alice'" in out
+    (token,) = _login_tokens(server, "alice")
+    assert token["expires"] is not None and "replicate" not in token["scopes"]
+    devpi.ok("index", "-c", "dev")
+    devpi.ok("index", "-c", "prod", "volatile=False", "acl_upload=alice")
+    devpi.ok("index", "-c", "staging", "bases=alice/dev", "mirror_whitelist=foo")
+    staging = _json(server, "/alice/staging")["result"]
+    assert staging["bases"] == ["alice/dev"] and staging["mirror_whitelist"] == ["foo"]
+    assert _json(server, "/alice/prod")["result"]["volatile"] is False
+    assert set(devpi.ok("index", "-l").split()) >= {"alice/dev", "alice/prod", "alice/staging"}
+    listed = devpi.ok("use", "-l")
+    assert "alice/staging" in listed and "bases=alice/dev" in listed
+    devpi.ok("index", "alice/dev", "acl_upload+=bob")
+    assert _json(server, "/alice/dev")["result"]["acl_upload"] == ["alice", "bob"]
+    devpi.ok("index", "alice/dev", "acl_upload-=bob", "mirror_whitelist=foo,bar")
+    dev = _json(server, "/alice/dev")["result"]
+    assert dev["acl_upload"] == ["alice"] and dev["mirror_whitelist"] == ["bar", "foo"]
+    devpi.ok("index", "alice/staging", "mirror_whitelist-=")
+    assert _json(server, "/alice/staging")["result"]["mirror_whitelist"] == []
+    # lockgate's own keys go the same way.
+    devpi.ok("index", "alice/prod", f"push_requires={ENV}-x")
+    assert _json(server, "/alice/prod")["result"]["push_requires"] == [f"{ENV}-x"]
+    devpi.ok("index", "alice/prod", "push_requires-=")
+    assert _json(server, "/alice/prod")["result"]["push_requires"] == []
+    out = devpi.ok("index", "alice/prod")
+    assert "volatile=False" in out and "push_requires=" in out
+    devpi.ok("index", "--delete", "-y", "alice/staging")
+    assert server.get("/alice/staging", headers=JSON).status_code == 404
+    devpi.ok("user", "-m", "alice", "email=alice@new.example.org")
+    assert _json(server, "/alice")["result"]["email"] == "alice@new.example.org"
+    carol = Devpi(tmp_path, "carol")
+    carol.ok("use", server.url)
+    carol.ok("login", "root", "--password", ROOT_PASSWORD)
+    carol.ok("user", "-c", "carol", "password=carol-pw")
+    carol.ok("user", "--delete", "-y", "carol")
+    assert server.get("/carol", headers=JSON).status_code == 404
+
+    # Upload a wheel and an sdist to alice/dev, then list and read them.
+    out = devpi.ok("use", "alice/dev")
+    assert f"current devpi index: {server.url}/alice/dev (logged in as alice)" in out
+    devpi.ok("upload", *map(str, _dists(tmp_path)))
+    release = _release(server, "alice/dev", "acme-pkg")
+    # Documentation (what `devpi upload --with-docs` builds and sends): stored and served.
+    docs = tmp_path / "docs" / "acme_pkg-1.0.doc.zip"
+    docs.parent.mkdir()
+    with zipfile.ZipFile(docs, "w") as archive:
+        archive.writestr("index.html", "<html>acme docs</html>")
+    devpi.ok("upload", str(docs))
+    served = server.get("/alice/dev/acme-pkg/1.0/+doc/index.html")
+    assert served.status_code == 200 and served.text == "<html>acme docs</html>"
+    assert served.headers["Content-Security-Policy"].startswith("sandbox")
+    assert sorted(f["filename"] for f in release["urls"]) == [
+        "acme_pkg-1.0-py2.py3-none-any.whl",
+        "acme_pkg-1.0.tar.gz",
+    ]
+    assert {f["uploader"] for f in release["urls"]} == {"alice"}
+    assert devpi.ok("list").split() == ["acme-pkg"]
+    hrefs = devpi.ok("list", "acme-pkg").split()
+    assert sorted(hrefs) == sorted(f["url"] for f in release["urls"])
+    index = json.loads(devpi.ok("getjson", "/alice/dev"))
+    assert index["type"] == "indexconfig" and index["result"]["projects"] == ["acme-pkg"]
+    project = json.loads(devpi.ok("getjson", "/alice/dev/acme-pkg"))
+    assert project["type"] == "projectconfig"
+    links = project["result"]["1.0"]["+links"]
+    assert {link["rel"] for link in links} == {"releasefile"}
+    assert {link["hash_spec"] for link in links} == {
+        f"sha256={f['digests']['sha256']}" for f in release["urls"]
+    }
+    assert {entry["who"] for link in links for entry in link["log"]} == {"alice"}
+
+    # devpi test: the real tox on the sdist and the wheel; results posted to lockgate.
+    out = devpi.ok("test", "acme-pkg", timeout=600)
+    assert out.count("posting tox result data") == 2 and "all 3 tests passed" in out
+    results = {
+        f["filename"]: [(r["environment"], r["outcome"]) for r in f["test_results"]]
+        for f in _release(server, "alice/dev", "acme-pkg")["urls"]
+    }
+    assert results == {name: [(ENV, "passed")] for name in results} and len(results) == 2
+
+    # devpi push, sent with the HTTP method PUSH.
+    out = devpi.ok("push", "acme-pkg==1.0", "alice/prod")
+    assert "200 register acme-pkg 1.0 -> alice/prod" in out
+    pushed = _release(server, "alice/prod", "acme-pkg")
+    assert pushed["info"]["provenance"]["pushed_from"] == "alice/dev"
+    assert {f["pushed_from"] for f in pushed["urls"]} == {"alice/dev"}
+    assert len(pushed["urls"]) == 2
+
+    # devpi install into a fresh venv, from a private index: pip sends the login token.
+    devpi.ok("index", "alice/dev", "acl_read=alice")
+    assert server.get("/alice/dev/+simple/acme-pkg/").status_code == 401
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    devpi.ok("install", "--venv", str(venv), "acme-pkg")
+    imported = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import acme_pkg"], capture_output=True, timeout=60
+    )
+    assert imported.returncode == 0, imported.stderr
+
+    # devpi remove: the release is gone from alice/dev, the pushed copy stays.
+    out = devpi.ok("remove", "-y", "acme-pkg==1.0")
+    assert "deleting release 1.0 of acme-pkg" in out
+    assert server.get("/alice/dev/pypi/acme-pkg/json", auth=ALICE).status_code == 404
+    assert len(_release(server, "alice/prod", "acme-pkg")["urls"]) == 2
+
+    # devpi logoff: the client forgets the login.
+    assert "login information deleted" in devpi.ok("logoff")
+    assert "you need to be logged in" in devpi.fails("index", "-c", "alice/other")
+    assert server.get("/alice/other", headers=JSON).status_code == 404
+
+
+def _serial(server: LockgateServer) -> int:
+    return server.serial()
+
+
+def test_dv1_wrong_password_at_login_stores_nothing(server: LockgateServer, tmp_path: Path) -> None:
+    """docs/reliability.md DV-1: a wrong password (or an unknown user) at `/+login` is
+    401 saying so; no token is made, the serial does not move."""
+    server.create_user(*ALICE)
+    devpi = Devpi(tmp_path)
+    devpi.ok("use", server.url)
+    before = _serial(server)
+    for user, password in (("alice", "wrong-pw"), ("nobody", "whatever")):
+        out = devpi.fails("login", user, "--password", password)
+        assert "401" in out and f"user '{user}' could not be authenticated" in out
+    assert _serial(server) == before
+    assert _login_tokens(server, "alice") == []
+    assert "not logged in" in devpi.ok("use")
+    # Malformed bodies: 400 naming what is missing.
+    for body in ({}, {"user": "alice"}, {"user": 3, "password": "x"}):
+        response = server.request("POST", "/+login", json=body, headers=JSON)
+        assert response.status_code == 400, response.text
+        assert response.json()["message"] == "Bad request: no user/password specified"
+    assert _serial(server) == before
+
+
+def test_dv2_push_to_an_index_the_user_may_not_write(
+    server: LockgateServer, tmp_path: Path
+) -> None:
+    """docs/reliability.md DV-2: bob may read alice/dev but not upload to alice/prod:
+    `devpi push` fails with 403 saying so, and alice/prod stays empty."""
+    server.create_user(*ALICE)
+    server.create_user(*BOB)
+    server.create_index("alice/dev", ALICE)
+    server.create_index("alice/prod", ALICE)
+    alice = Devpi(tmp_path, "alice")
+    alice.ok("use", f"{server.url}/alice/dev")
+    alice.ok("login", "alice", "--password", "alice-pw")
+    alice.ok("upload", *map(str, _dists(tmp_path)))
+    bob = Devpi(tmp_path, "bob")
+    bob.ok("use", f"{server.url}/alice/dev")
+    bob.ok("login", "bob", "--password", "bob-pw")
+    before = _serial(server)
+    out = bob.fails("push", "acme-pkg==1.0", "alice/prod")
+    assert "PUSH" in out and "403" in out and "bob" in out and "alice/prod" in out
+    # And to an index that does not exist: 404, nothing made.
+    out = bob.fails("push", "acme-pkg==1.0", "bob/nowhere")
+    assert "404" in out and "bob/nowhere" in out
+    assert _serial(server) == before
+    assert server.get("/alice/prod/pypi/acme-pkg/json").status_code == 404
+
+
+def test_dv3_revoked_login_is_refused_and_forgotten(server: LockgateServer, tmp_path: Path) -> None:
+    """docs/reliability.md DV-3: a login token that was revoked (or expired) is a 401
+    carrying devpi's `Location` to log in again: devpi-client says it removed the
+    login; `/+api` reports the status 'expired'; nothing is changed."""
+    server.create_user(*ALICE)
+    server.create_index("alice/dev", ALICE)
+    devpi = Devpi(tmp_path)
+    devpi.ok("use", f"{server.url}/alice/dev")
+    devpi.ok("login", "alice", "--password", "alice-pw")
+    (token,) = _login_tokens(server, "alice")
+    secret = json.loads((devpi.clientdir / "auth.json").read_text())["auth"][f"{server.url}/"]
+    header = base64.b64encode(f"alice:{secret[0][1]}".encode()).decode()
+    assert _json(server, "/+api")["result"]["authstatus"][0] == "noauth"
+    api = server.get("/+api", headers={**JSON, "X-Devpi-Auth": header}).json()
+    assert api["result"]["authstatus"] == ["ok", "alice", []]
+    revoked = server.request("DELETE", f"/alice/+tokens/{token['id']}", auth=ALICE)
+    assert revoked.status_code == 200, revoked.text
+    before = _serial(server)
+    refused = server.request(
+        "PUT", "/alice/other", json={}, headers={**JSON, "X-Devpi-Auth": header}
+    )
+    assert refused.status_code == 401 and refused.headers["Location"] == "/+login"
+    assert "revoked" in refused.json()["message"]
+    api = server.get("/+api", headers={**JSON, "X-Devpi-Auth": header}).json()
+    assert api["result"]["authstatus"][0] == "expired"
+    out = devpi.fails("index", "-c", "alice/other")
+    assert "removed expired authentication information" in out
+    assert _serial(server) == before
+    assert server.get("/alice/other", headers=JSON).status_code == 404
+
+
+def test_dv4_malformed_devpi_auth_header(server: LockgateServer) -> None:
+    """docs/reliability.md DV-4: an X-Devpi-Auth that is not base64 of user:password
+    is a 401 saying so, never an anonymous request."""
+    server.create_user(*ALICE)
+    before = _serial(server)
+    for value in ("not base64!", base64.b64encode(b"no-colon").decode()):
+        response = server.request(
+            "PUT", "/alice/dev", json={}, headers={**JSON, "X-Devpi-Auth": value}
+        )
+        assert response.status_code == 401, response.text
+        assert "X-Devpi-Auth" in response.json()["message"]
+    # A password works there as in devpi (devpi-client logged in elsewhere sends it).
+    good = base64.b64encode(b"alice:alice-pw").decode()
+    created = server.request("PUT", "/alice/dev", json={}, headers={"X-Devpi-Auth": good})
+    assert created.status_code == 201, created.text
+    assert _serial(server) == before + 1
+
+
+def test_dv5_bad_key_value_changes_change_nothing(server: LockgateServer, tmp_path: Path) -> None:
+    """docs/reliability.md DV-5: devpi's key-value changes that make no sense are 400
+    naming the problem; the index stays as it was."""
+    server.create_user(*ALICE)
+    server.create_index("alice/dev", ALICE)
+    devpi = Devpi(tmp_path)
+    devpi.ok("use", f"{server.url}/alice/dev")
+    devpi.ok("login", "alice", "--password", "alice-pw")
+    config = _json(server, "/alice/dev")["result"]
+    before = _serial(server)
+    cases = {
+        ("volatile+=x",): "'volatile' is not a list setting",
+        ("acl_upload-=nobody",): "doesn't have value 'nobody'",
+        ("colour=blue",): "unknown key(s) for a stage index: colour",
+        ("bases+=alice/nowhere",): "base index alice/nowhere does not exist",
+        ("acl_upload+=bob", "volatile=maybe"): "'volatile' must be true or false",
+    }
+    for changes, message in cases.items():
+        out = devpi.fails("index", "alice/dev", *changes)
+        assert "400" in out and message in out, (changes, out)
+    for body in ([], ["no-equals-sign"], [3], "text"):
+        response = server.request("PATCH", "/alice/dev", auth=ALICE, json=body, headers=JSON)
+        assert response.status_code == 400, (body, response.text)
+    assert _serial(server) == before
+    assert _json(server, "/alice/dev")["result"] == config
+
+
+def test_dv6_push_method_through_the_http_parser(server: LockgateServer) -> None:
+    """docs/reliability.md DV-6: a PUSH request reaches the handler wherever it comes
+    on a keep-alive connection (first, or after other requests, then followed by
+    more); other unknown methods are still refused by the parser with 400."""
+    server.create_user(*ALICE)
+    server.create_index("alice/dev", ALICE)
+    auth = base64.b64encode(b"alice:alice-pw").decode()
+    body = b'{"name": "nothing-here", "version": "1.0", "targetindex": "alice/dev"}'
+    push = (
+        b"PUSH /alice/dev HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n"
+        b"Content-Type: application/json\r\nX-Devpi-Auth: " + auth.encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    get = b"GET /+status HTTP/1.1\r\nHost: x\r\n\r\n"
+    for sequence in ([push, get], [get, push, get]):
+        answers = []
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            for request in sequence:
+                sock.sendall(request)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += sock.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    )
+                )
+                while len(rest) < length:
+                    rest += sock.recv(65536)
+                answers.append((head.split(b" ")[1], rest))
+        statuses = [status for status, _ in answers]
+        pushed = answers[sequence.index(push)]
+        # The push reached lockgate's handler, which refuses this one.
+        assert pushed[0] == b"400" and b"cannot push alice/dev onto itself" in pushed[1], answers
+        assert statuses.count(b"200") == len(sequence) - 1, answers
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"FOO /+status HTTP/1.1\r\nHost: x\r\n\r\n")
+        first_line = sock.recv(65536).split(b"\r\n")[0]
+    assert b" 400 " in first_line, first_line
+
+
+def test_login_token_works_on_a_replica(
+    make_server: Callable[..., LockgateServer],
+    make_db_url: Callable[[], str | None],
+    tmp_path: Path,
+) -> None:
+    """A devpi login made on the primary replicates: the replica reads a private
+    index for X-Devpi-Auth (and for pip's Basic auth with the token); a login sent to
+    the replica is refused naming the primary."""
+    primary = make_server("primary")
+    replica = LockgateServer(
+        tmp_path / "replica",
+        make_db_url(),
+        primary=primary.url,
+        primary_token=replicate_token(primary),
+    ).start()
+    try:
+        primary.create_user(*ALICE)
+        primary.create_index("alice/dev", ALICE, acl_read=["alice"])
+        devpi = Devpi(tmp_path)
+        # A private index: devpi-client is told to log in (a 403, as devpi answers it).
+        out = devpi.ok("use", f"{primary.url}/alice/dev")
+        assert "403" in out and "You might have to login first" in out
+        devpi.ok("login", "alice", "--password", "alice-pw")
+        assert "(logged in as alice)" in devpi.ok("use")
+        secret = json.loads((devpi.clientdir / "auth.json").read_text())["auth"][f"{primary.url}/"][
+            0
+        ][1]
+        deadline = time.monotonic() + 30
+        while replica.serial() < primary.serial() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        header = base64.b64encode(f"alice:{secret}".encode()).decode()
+        answer = replica.get("/alice/dev", headers={**JSON, "X-Devpi-Auth": header})
+        assert answer.status_code == 200 and answer.json()["type"] == "indexconfig"
+        assert replica.get("/alice/dev/+simple/", auth=("alice", secret)).status_code == 200
+        assert replica.get("/alice/dev/+simple/").status_code == 401
+        refused = replica.request(
+            "POST", "/+login", json={"user": "alice", "password": "alice-pw"}, headers=JSON
+        )
+        assert refused.status_code == 403 and primary.url in refused.json()["message"]
+    finally:
+        replica.stop()
