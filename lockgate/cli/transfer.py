@@ -144,7 +144,7 @@ def _import_devpi(settings: Settings, directory: Path, created_note: str) -> Non
             f"imported from devpi-server {result.devpi_version}: {result.users} users, "
             f"{result.indexes} indexes, {result.projects} projects, {result.releases} "
             f"releases, {result.files} files, {result.yanks} yanks, "
-            f"{result.test_results} test results"
+            f"{result.test_results} test results, {result.docs} documentation zips"
         )
         if result.must_reset:
             click.echo(
@@ -154,7 +154,7 @@ def _import_devpi(settings: Settings, directory: Path, created_note: str) -> Non
             )
         if result.docs_not_imported:
             click.echo(
-                f"documentation not imported yet (docs storage pending), "
+                f"documentation not imported (lockgate keeps docs with a release's files), "
                 f"{len(result.docs_not_imported)}: {'; '.join(result.docs_not_imported)}"
             )
         if result.mirror_files_skipped:

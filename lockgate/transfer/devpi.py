@@ -17,8 +17,8 @@ server as it was.
 What devpi's export cannot carry, or lockgate cannot take yet, is counted and
 listed, never dropped silently: the mirror cache (devpi exports none unless
 `--include-mirrored-files`, and lockgate refetches from the upstream anyway),
-documentation (pending lockgate's docs storage: `_import_docs` is where it goes),
-password hashes in a shape lockgate cannot verify (those users must be given a
+documentation of releases that have no files in the export (lockgate keeps docs
+with a release), password hashes in a shape lockgate cannot verify (those users must be given a
 new password), settings lockgate has no equivalent for.
 """
 
@@ -44,8 +44,11 @@ from lockgate.accounts.passwords import devpi_legacy_hash, hash_password, is_ver
 from lockgate.accounts.services import ROOT_USER, get_user, users_named_any_case
 from lockgate.changelog.codec import Actor
 from lockgate.changelog.writer import lock_serial, record, utcnow_iso
+from lockgate.config import DEFAULT_DOCS_MAX_MEMBERS, DEFAULT_DOCS_MAX_UNPACKED_BYTES
 from lockgate.db.session import Database
 from lockgate.distfiles import packagetype_of, version_from_filename
+from lockgate.docs.archive import DocsLimits, DocsRejected, InspectedDocs, inspect_docs_zip
+from lockgate.docs.entries import DocsPut, release_id_of
 from lockgate.errors import LockgateError
 from lockgate.indexes.config import MIRROR_KEYS, STAGE_KEYS, parse_config
 from lockgate.indexes.services import (
@@ -54,6 +57,7 @@ from lockgate.indexes.services import (
     indexes_named_any_case,
     modify_index,
     precheck_config,
+    require_index,
 )
 from lockgate.names import check_name, is_valid_project_name
 from lockgate.packages.entries import FileAdd, ReleaseYank
@@ -150,6 +154,9 @@ class DevpiDoc:
     version: str
     source: Path
     recorded: dict[str, str]
+    temp: Path | None = None  # the verified copy, until its blob is committed
+    digests: Digests | None = None
+    inspected: InspectedDocs | None = None  # checked as an upload's docs are
 
 
 @dataclass
@@ -179,6 +186,7 @@ class DevpiImportResult:
     files: int
     yanks: int
     test_results: int
+    docs: int
     docs_not_imported: list[str]
     mirror_files_skipped: int
     notes: list[str]
@@ -692,11 +700,20 @@ def stage_files(root: Path, plan: DevpiPlan, blobs: BlobStore) -> list[Path]:
             )
             blobs.discard(temp)  # only the parsed results are kept, as a post's are
             result.specs = _toxresult_specs(result, plan.notes)
+        limits = DocsLimits(DEFAULT_DOCS_MAX_UNPACKED_BYTES, DEFAULT_DOCS_MAX_MEMBERS)
         for doc in plan.docs:
-            temp, _ = _copy_verified(
+            doc.temp, doc.digests = _copy_verified(
                 blobs, doc.source, doc.recorded, f"{doc.index}: {doc.source.name}"
             )
-            blobs.discard(temp)
+            temps.append(doc.temp)
+            try:
+                # The same checks as a documentation upload (names, links, caps).
+                doc.inspected = inspect_docs_zip(doc.temp, limits)
+            except DocsRejected as exc:
+                raise _refuse(
+                    f"{doc.index}: the documentation of {doc.project} {doc.version} "
+                    f"({doc.source.name}) is refused: {exc}"
+                ) from None
         seen: dict[tuple[str, str], str] = {}
         for item in plan.files:
             key = (item.index, item.filename)
@@ -740,10 +757,39 @@ async def _check_target_empty(db: Database, plan: DevpiPlan) -> None:
             )
 
 
-def _import_docs(plan: DevpiPlan) -> list[str]:
-    """Documentation zips: verified above; lockgate's docs storage is not there yet,
-    so they are listed as not imported. This is the one place that will store them."""
-    return sorted(f"{d.index} {d.project} {d.version}" for d in plan.docs)
+async def _import_docs(session: Any, plan: DevpiPlan) -> tuple[int, list[str]]:
+    """Each documentation zip (verified and checked before the transaction) as a
+    `docs.put` of its release; docs of a release without files in the export have no
+    release to belong to in lockgate, and are listed instead."""
+    stored = 0
+    skipped: list[str] = []
+    for doc in sorted(plan.docs, key=lambda d: (d.index, d.project, d.version)):
+        assert doc.digests is not None and doc.inspected is not None
+        owner, name = doc.index.split("/")
+        index = await require_index(session, owner, name)
+        if await release_id_of(session, index.id, doc.project, doc.version) is None:
+            skipped.append(f"{doc.index} {doc.project} {doc.version} (the release has no files)")
+            continue
+        await record(
+            session,
+            DocsPut(
+                user=owner,
+                index=name,
+                project=str(canonicalize_name(doc.project)),
+                version=doc.version,
+                sha256=doc.digests.sha256,
+                size=doc.digests.size,
+                members=doc.inspected.members,
+                unpacked_bytes=doc.inspected.unpacked_bytes,
+                uploaded_at=utcnow_iso(),
+                uploader=DEVPI_IMPORTER.name,
+                text=doc.inspected.text,
+                text_truncated=doc.inspected.text_truncated,
+            ),
+            DEVPI_IMPORTER,
+        )
+        stored += 1
+    return stored, skipped
 
 
 async def _apply(session: Any, plan: DevpiPlan, reset_hashes: dict[str, str]) -> tuple[int, int]:
@@ -880,6 +926,10 @@ def _commit_blobs(plan: DevpiPlan, blobs: BlobStore) -> None:
         item.temp = None
         if item.core_metadata is not None:
             blobs.put_bytes(item.core_metadata)
+    for doc in plan.docs:
+        assert doc.temp is not None and doc.digests is not None
+        blobs.commit_temp(doc.temp, doc.digests.sha256)
+        doc.temp = None
     for result in plan.results:
         logs: list[tuple[str | None, int, bool]] = []
         for spec in result.specs:
@@ -914,6 +964,7 @@ async def import_devpi_export(db: Database, blobs: BlobStore, root: Path) -> Dev
     try:
         async with db.write() as session:
             files, posted = await _apply(session, plan, reset_hashes)
+            docs, docs_skipped = await _import_docs(session, plan)
     except LockgateError as exc:
         raise _refuse(f"the export could not be applied, nothing was changed: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - any failure rolls the whole import back
@@ -933,7 +984,8 @@ async def import_devpi_export(db: Database, blobs: BlobStore, root: Path) -> Dev
         files=files,
         yanks=len(plan.yanks),
         test_results=posted,
-        docs_not_imported=_import_docs(plan),
+        docs=docs,
+        docs_not_imported=docs_skipped,
         mirror_files_skipped=plan.mirror_files,
         notes=plan.notes,
     )

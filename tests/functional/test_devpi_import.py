@@ -235,13 +235,18 @@ def test_devpi_export_imports_with_every_page_and_file(
     out = result.stdout
     assert "3 users, 3 indexes, 4 projects, 5 releases, 7 files, 0 yanks" in out, out
     assert "1 test results" in out, out
-    # devpi's docs are verified and counted, but not imported yet: said, not hidden.
-    assert "documentation not imported yet (docs storage pending)" in out, out
-    assert "alice/dev alpha 1.0" in out, out
+    # devpi's docs are verified, checked as an upload's are, and kept with the release.
+    # (two: devpi copied the docs along with the push, as lockgate does)
+    assert "1 test results, 2 documentation zips" in out, out
+    assert "documentation not imported" not in out, out
 
     server = LockgateServer(serverdir, db_url)
     server.start(timeout=180)
     try:
+        docs = server.get("/alice/dev/alpha/1.0/+doc/index.html")
+        assert docs.status_code == 200, docs.text
+        assert docs.text == "<html><body>alpha docs</body></html>"
+        assert docs.headers["Content-Security-Policy"].startswith("sandbox")
         for index in INDEXES:
             assert _lockgate_projects(server, index) == {
                 re.sub(r"[-_.]+", "-", p).lower() for p in served["projects"][index]
@@ -364,6 +369,30 @@ def test_bad_devpi_exports_change_nothing(
     )
     (doc / doc_path).write_bytes(_doc_zip() + b"x")
 
+    # Docs whose hashes devpi recorded faithfully, but which hold a path trick: refused by
+    # the same checks as a documentation upload (docs/reliability.md DOC-2).
+    hostile = _copy(export, tmp_path, "hostile")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("../escape.html", "<html>out</html>")
+    hostile_zip = buffer.getvalue()
+
+    def _rehash_doc(data: dict[str, Any]) -> None:
+        entry = next(f for f in _files(data, "alice/dev") if f["type"] == "doczip")
+        (hostile / entry["relpath"]).write_bytes(hostile_zip)
+        mapping = entry["entrymapping"]
+        digests = {name: hashlib.new(name, hostile_zip).hexdigest() for name in ("sha256", "md5")}
+        if isinstance(mapping.get("hashes"), dict):
+            mapping["hashes"] = {k: digests[k] for k in mapping["hashes"] if k in digests}
+        for key in ("hash_spec", "_hash_spec"):
+            if isinstance(mapping.get(key), str):
+                name = mapping[key].partition("=")[0]
+                mapping[key] = f"{name}={hashlib.new(name, hostile_zip).hexdigest()}"
+        if isinstance(mapping.get("md5"), str):
+            mapping["md5"] = digests["md5"]
+
+    _rewrite_index(hostile, _rehash_doc)
+
     version = _copy(export, tmp_path, "version")
     _rewrite_index(version, lambda d: d.update(dumpversion="99"))
 
@@ -388,6 +417,7 @@ def test_bad_devpi_exports_change_nothing(
         missing: f"the export lists {gone}, but the file is missing",
         tampered: "does not match the sha256 devpi recorded for it",
         doc: "alpha-1.0.doc.zip does not match the sha256 devpi recorded",
+        hostile: "the documentation of alpha 1.0",
         version: "unsupported devpi export format: dumpversion '99'",
         outside: "leads outside the export",
         symlink: f"file path {linked['relpath']!r} in dataindex.json leads outside the export",
