@@ -22,9 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.functional.test_replica import replicate_token
 from tests.support.dists import make_sdist, make_wheel
-from tests.support.server import BIN, ROOT_PASSWORD, LockgateServer, client_env
+from tests.support.server import BIN, ROOT_PASSWORD, LockgateServer, client_env, start_replica
 
 pytestmark = pytest.mark.e2e
 
@@ -408,12 +407,7 @@ def test_login_token_works_on_a_replica(
     index for X-Devpi-Auth (and for pip's Basic auth with the token); a login sent to
     the replica is refused naming the primary."""
     primary = make_server("primary")
-    replica = LockgateServer(
-        tmp_path / "replica",
-        make_db_url(),
-        primary=primary.url,
-        primary_token=replicate_token(primary),
-    ).start()
+    replica = start_replica(primary, tmp_path / "replica", make_db_url())
     try:
         primary.create_user(*ALICE)
         primary.create_index("alice/dev", ALICE, acl_read=["alice"])

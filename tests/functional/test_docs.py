@@ -22,11 +22,17 @@ from playwright.sync_api import Browser
 
 from lockgate import migrations
 from tests.functional.test_changelog_replay import _digest, _replay, _source_url
-from tests.functional.test_replica import _wait_caught_up, replicate_token
+from tests.functional.test_replica import _wait_caught_up
 from tests.functional.test_transfer import _lockgate, _state
 from tests.support.browser import page_context
 from tests.support.dists import make_wheel
-from tests.support.server import LockgateServer, server_events, tmp_entries, upload_form
+from tests.support.server import (
+    LockgateServer,
+    server_events,
+    start_replica,
+    tmp_entries,
+    upload_form,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -428,12 +434,7 @@ def test_docs_replicate_replay_and_survive_export_import(
     """docs/reliability.md DOC-11 (and INV-3 for docs.put): a replica serves the docs it
     fetched, an export/import carries them, fsck checks their zip, replay gives the same."""
     primary = make_server("primary")
-    replica = LockgateServer(
-        tmp_path / "replica",
-        make_db_url(),
-        primary=primary.url,
-        primary_token=replicate_token(primary),
-    ).start()
+    replica = start_replica(primary, tmp_path / "replica", make_db_url())
     try:
         set_up(primary, tmp_path, "1.0")
         assert post_docs(primary, "alice/dev", "acme-utils", "1.0", doc_zip()).status_code == 200

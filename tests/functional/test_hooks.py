@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.functional.test_replica import _wait_caught_up, replicate_token
+from tests.functional.test_replica import _wait_caught_up
 from tests.support.dists import make_wheel
 from tests.support.receiver import CIReceiver, Received
-from tests.support.server import LOCKGATE, Clients, LockgateServer
+from tests.support.server import LOCKGATE, Clients, LockgateServer, start_replica
 
 pytestmark = pytest.mark.e2e
 
@@ -220,13 +220,7 @@ def test_a_promoted_replica_sends_what_the_primary_could_not(
     primary = make_server("primary", hook_allow="127.0.0.1")
     _setup(primary)
     _hook(primary, "ci", {"kind": "generic", "url": receiver.url, "secret": SECRET})
-    replica = LockgateServer(
-        tmp_path / "replica",
-        make_db_url(),
-        primary=primary.url,
-        primary_token=replicate_token(primary),
-        hook_allow="127.0.0.1",
-    ).start()
+    replica = start_replica(primary, tmp_path / "replica", make_db_url(), hook_allow="127.0.0.1")
     try:
         _upload(primary, clients, make_wheel(tmp_path, "failover", "1.0"))
         owed = _owed(primary, "ci", 1)

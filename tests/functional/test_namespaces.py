@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import requests
 
-from tests.functional.test_replica import replicate_token
 from tests.support.dists import make_wheel
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import (
@@ -28,6 +27,7 @@ from tests.support.server import (
     Clients,
     LockgateServer,
     server_events,
+    start_replica,
     tmp_entries,
     upload_form,
 )
@@ -400,12 +400,7 @@ def test_dc6_a_replica_follows_namespaces_and_whitelists(
     assert _put(primary, "acme-", primary.root_auth(), owner="team").status_code == 201
     whitelist = {"mirror_whitelist": ["acme-lib"]}
     assert primary.request("PATCH", "/bob/dev", auth=BOB, json=whitelist).ok
-    replica = LockgateServer(
-        tmp_path / "replica",
-        make_db_url(),
-        primary=primary.url,
-        primary_token=replicate_token(primary),
-    ).start()
+    replica = start_replica(primary, tmp_path / "replica", make_db_url())
     try:
         deadline = time.monotonic() + 20
         while replica.serial() != primary.serial():

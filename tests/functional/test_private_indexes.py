@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.functional.test_replica import _wait_caught_up, replicate_token
+from tests.functional.test_replica import _wait_caught_up
 from tests.support.dists import make_wheel
-from tests.support.server import Clients, LockgateServer, server_events
+from tests.support.server import Clients, LockgateServer, server_events, start_replica
 
 pytestmark = pytest.mark.e2e
 
@@ -155,12 +155,7 @@ def test_a_replica_enforces_the_same_reads(
 ) -> None:
     primary = make_server("primary")
     paths = _setup(primary, clients, tmp_path)
-    replica = LockgateServer(
-        tmp_path / "replica",
-        make_db_url(),
-        primary=primary.url,
-        primary_token=replicate_token(primary),
-    ).start()
+    replica = start_replica(primary, tmp_path / "replica", make_db_url())
     try:
         _wait_caught_up(primary, replica)
         assert replica.get(paths["page"]).status_code == 401

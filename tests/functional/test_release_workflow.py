@@ -21,10 +21,17 @@ import pytest
 
 from lockgate import migrations
 from tests.functional.test_changelog_replay import _digest, _replay, _source_url
-from tests.functional.test_replica import _wait_caught_up, replicate_token
+from tests.functional.test_replica import _wait_caught_up
 from tests.functional.test_transfer import _lockgate, _state
 from tests.support.dists import make_sdist, make_wheel
-from tests.support.server import LOCKGATE, Clients, LockgateServer, client_env, server_events
+from tests.support.server import (
+    LOCKGATE,
+    Clients,
+    LockgateServer,
+    client_env,
+    server_events,
+    start_replica,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -487,12 +494,7 @@ def test_results_and_pushes_replicate_replay_and_survive_export_import(
 ) -> None:
     """docs/reliability.md WF-6 (and INV-3 for the new entry kinds)."""
     primary = make_server("primary")
-    replica = LockgateServer(
-        tmp_path / "replica",
-        make_db_url(),
-        primary=primary.url,
-        primary_token=replicate_token(primary),
-    ).start()
+    replica = start_replica(primary, tmp_path / "replica", make_db_url())
     try:
         primary.create_user(*ALICE)
         primary.create_index("alice/prod", ALICE, volatile=False, push_requires=[ENV])

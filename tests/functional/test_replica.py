@@ -16,21 +16,16 @@ from tests.functional.test_changelog_replay import _digest, _source_url
 from tests.support.databases import PostgresDatabases
 from tests.support.dists import make_sdist, make_wheel
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.server import LOCKGATE, Clients, LockgateServer, upload_form
+from tests.support.server import (
+    LOCKGATE,
+    Clients,
+    LockgateServer,
+    replicate_token,
+    start_replica,
+    upload_form,
+)
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
-
-
-def replicate_token(primary: LockgateServer) -> str:
-    """A token of the primary's root that may follow it, and do nothing else."""
-    response = primary.request(
-        "POST",
-        "/root/+tokens",
-        auth=primary.root_auth(),
-        json={"name": "replica", "scopes": ["replicate"]},
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["result"]["token"])
 
 
 def _wait_caught_up(primary: LockgateServer, replica: LockgateServer, seconds: float = 20) -> None:
@@ -53,12 +48,7 @@ def test_replica_follows_serves_and_survives_its_primary(
     upstream.start()
     try:
         primary = make_server("primary", upstream=upstream.url)
-        replica = LockgateServer(
-            tmp_path / "replica",
-            make_db_url(),
-            primary=primary.url,
-            primary_token=replicate_token(primary),
-        ).start()
+        replica = start_replica(primary, tmp_path / "replica", make_db_url())
         try:
             primary.create_user("rita", "rita-pw")
             primary.create_index("rita/dev", ("rita", "rita-pw"), bases=["root/pypi"])

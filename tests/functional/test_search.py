@@ -19,11 +19,10 @@ import pytest
 import requests
 from playwright.sync_api import Browser
 
-from tests.functional.test_replica import replicate_token
 from tests.support.browser import page_context
 from tests.support.dists import make_wheel
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.server import LOCKGATE, LockgateServer, upload_form
+from tests.support.server import LOCKGATE, LockgateServer, start_replica, upload_form
 from tests.unit.test_web_negotiation import CHROMIUM as BROWSER_ACCEPT
 
 ALICE = ("alice", "alice-pw")
@@ -317,12 +316,7 @@ def test_replica_finds_what_the_primary_got(
 ) -> None:
     """SR-6: a replica's search is current as soon as it applied the entry."""
     primary = make_server("primary")
-    replica = LockgateServer(
-        tmp_path / "replica",
-        make_db_url(),
-        primary=primary.url,
-        primary_token=replicate_token(primary),
-    ).start()
+    replica = start_replica(primary, tmp_path / "replica", make_db_url())
     try:
         _populate_ranking(primary, tmp_path)
         deadline = time.monotonic() + 60

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests.support.dists import make_wheel
-from tests.support.server import LOCKGATE, Clients, LockgateServer, server_events
+from tests.support.server import LOCKGATE, Clients, LockgateServer, server_events, start_replica
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 WAIT = 60.0
@@ -214,16 +214,9 @@ def test_a_replica_with_two_workers_follows_once(
     """WK-2: on a replica with two workers only the leader runs the changelog follower
     (each entry is applied once, so the chains agree), both workers serve what it
     applied, and both say they are a replica."""
-    from tests.functional.test_replica import replicate_token
 
     primary = make_server("primary")
-    replica = LockgateServer(
-        tmp_path / "replica",
-        make_db_url(),
-        primary=primary.url,
-        primary_token=replicate_token(primary),
-        workers="2",
-    ).start()
+    replica = start_replica(primary, tmp_path / "replica", make_db_url(), workers="2")
     try:
         workers_seen(replica, 2)
         primary.create_user("rita", "rita-pw")

@@ -163,6 +163,27 @@ class LockgateServer:
         return f"{self.url}/{index}/+simple/"
 
 
+def replicate_token(primary: LockgateServer) -> str:
+    """A token of the primary's root that may follow it, and do nothing else."""
+    response = primary.request(
+        "POST",
+        "/root/+tokens",
+        auth=primary.root_auth(),
+        json={"name": "replica", "scopes": ["replicate"]},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["result"]["token"])
+
+
+def start_replica(
+    primary: LockgateServer, serverdir: Path, db_url: str | None, **flags: str
+) -> LockgateServer:
+    """A replica of `primary` (following with a `replicate` token), started."""
+    return LockgateServer(
+        serverdir, db_url, primary=primary.url, primary_token=replicate_token(primary), **flags
+    ).start()
+
+
 class Clients:
     """pip, uv and twine, as the user runs them."""
 
