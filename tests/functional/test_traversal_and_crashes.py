@@ -465,9 +465,17 @@ def test_pt2_pt3_pt4_traversal_never_escapes_the_blob_store(
     served_locally = foreign.status == 200 and foreign.body == wheel.read_bytes()
     assert served_locally or foreign.status in (400, 404), str(foreign)
 
+    # The mirror answers a download once the verified bytes are on disk and records the
+    # file's entry just after (docs/reliability.md MC-1): let that entry land first.
+    serial = server.serial()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        if server.serial() == serial:
+            break
+        serial = server.serial()
     planted = plant_canaries(server)
     before = snapshot(tmp_path)
-    serial = server.serial()
     upstream.clear_requests()
 
     for target in traversal_targets(server, own, cached):
