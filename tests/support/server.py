@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,10 +29,32 @@ LOCKGATE = str(BIN / "lockgate")
 ROOT_PASSWORD = "root-secret-pw"
 
 
+# Servers the tests start get ports below the kernel's ephemeral range (32768 and up
+# on Linux): a port the kernel handed out with bind(0) may be taken, before the server
+# binds it, by the local end of any outgoing connection (to PostgreSQL, say). Each
+# xdist worker draws from its own slice, so two workers never race for one port.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    low, high = _PORT_RANGE
+    size = (high - low) // max(count, 1)
+    start = low + size * (int(worker) if worker.isdigit() else 0)
+    for _ in range(200):
+        port = random.randrange(start, start + size)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {start}..{start + size}")
 
 
 def client_env(tmp: Path, **extra: str) -> dict[str, str]:
