@@ -535,3 +535,69 @@ def test_dv7_devpi_list_shows_test_results(server: LockgateServer, tmp_path: Pat
     devpi.ok("index", "alice/dev", "acl_read=alice")
     assert server.get(f"{wheel_path}/+toxresult/0").status_code == 401
     assert server.get(f"{wheel_path}/+toxresult/0", auth=ALICE).status_code == 200
+
+
+def _source_tree_with_docs(root: Path) -> Path:
+    """A project as a developer has it: pyproject.toml (setuptools), a module and a
+    Sphinx doc tree in docs/ (conf.py, index.rst), no VCS."""
+    project = root / "acme-docs"
+    (project / "src" / "acme_docs").mkdir(parents=True)
+    (project / "docs").mkdir()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=70.1"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "acme-docs"\nversion = "1.0"\ndescription = "documented"\n'
+    )
+    (project / "src" / "acme_docs" / "__init__.py").write_text('"""Acme docs."""\n')
+    (project / "docs" / "conf.py").write_text(
+        'project = "acme-docs"\nextensions: list[str] = []\nhtml_theme = "alabaster"\n'
+    )
+    (project / "docs" / "index.rst").write_text(
+        "Acme Docs\n=========\n\nThe acme-docs manual, built by sphinx-build.\n\n"
+        ".. toctree::\n\n   usage\n"
+    )
+    (project / "docs" / "usage.rst").write_text("Usage\n=====\n\nCall it.\n")
+    return project
+
+
+def test_dv8_devpi_upload_with_docs_builds_and_serves_sphinx_docs(
+    server: LockgateServer, tmp_path: Path
+) -> None:
+    """docs/reliability.md DV-8: `devpi upload --with-docs` in a project's source tree
+    (devpi-client runs `python -m build` and `sphinx-build -E docs build`, zips the
+    HTML and posts it with `:action=doc_upload` after the files): lockgate serves the
+    built pages under `+doc/` with the docs sandbox CSP and its JSON names the docs.
+    `--only-docs` again on a volatile index replaces them. Nothing is fetched: the
+    build runs without isolation from the test environment's setuptools."""
+    server.create_user(*ALICE)
+    server.create_index("alice/dev", ALICE)
+    project = _source_tree_with_docs(tmp_path)
+    devpi = Devpi(tmp_path)
+    devpi.cwd = project
+    devpi.ok("use", f"{server.url}/alice/dev")
+    devpi.ok("login", "alice", "--password", "alice-pw")
+    out = devpi.ok("upload", "--with-docs", "--no-vcs", "--no-isolation", timeout=600)
+    assert "[sphinx docs]" in out and "doc_upload of acme-docs-1.0.doc.zip" in out, out
+    release = _release(server, "alice/dev", "acme-docs")
+    assert sorted(f["filename"] for f in release["urls"]) == [
+        "acme_docs-1.0-py3-none-any.whl",
+        "acme_docs-1.0.tar.gz",
+    ]
+    assert release["info"]["docs_url"] == f"{server.url}/alice/dev/acme-docs/1.0/+doc/"
+    page = server.get("/alice/dev/acme-docs/1.0/+doc/index.html")
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    assert "The acme-docs manual, built by sphinx-build." in page.text
+    assert 'href="usage.html"' in page.text
+    assert page.headers["Content-Security-Policy"].startswith("sandbox allow-scripts")
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    usage = server.get("/alice/dev/acme-docs/latest/+doc/usage.html")
+    assert usage.status_code == 200 and "Call it." in usage.text
+    assert server.get("/alice/dev/acme-docs/1.0/+doc/_static/alabaster.css").status_code == 200
+
+    # --only-docs: the docs are rebuilt and replace the old ones (volatile index).
+    (project / "docs" / "usage.rst").write_text("Usage\n=====\n\nCall it twice.\n")
+    out = devpi.ok("upload", "--only-docs", "--no-vcs", "--no-isolation", timeout=600)
+    assert "doc_upload of acme-docs-1.0.doc.zip" in out and "file_upload" not in out, out
+    usage = server.get("/alice/dev/acme-docs/1.0/+doc/usage.html")
+    assert "Call it twice." in usage.text
+    assert len(_release(server, "alice/dev", "acme-docs")["urls"]) == 2
