@@ -51,8 +51,9 @@ Results = dict[tuple[int, str], list[dict[str, Any]]]
 
 # What devpi-client may rely on: `devpi index NAME key+=value` (a list of
 # operations in a PATCH) needs 'server-keyvalue-parsing'. devpi's push options
-# (--no-docs, --only-docs, --register-project) concern documentation and
-# external pushes, which lockgate does not have, so they are not offered.
+# (--no-docs, --only-docs, --register-project) split a release's files from its docs
+# or concern external pushes; lockgate's push takes both together, between its own
+# indexes, so they are not offered.
 FEATURES = ["server-keyvalue-parsing"]
 # Metadata keys of a release devpi shows beside name and version.
 METADATA_KEYS = (

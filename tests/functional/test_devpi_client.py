@@ -1,10 +1,12 @@
 """devpi-client, unchanged from PyPI, against lockgate (README "Coming from devpi:
 devpi-client"): `devpi use`, `login`, `logoff`, `user -c/-m/-l`, `index
 -c/-m/-l/--delete` (devpi's keys, key-value changes and lockgate's own keys), `upload`
-(wheel and sdist), `list`, `getjson`, `test` (real tox, results posted), `push`
+(wheel and sdist; `--with-docs`/`--only-docs` from a source tree with real Sphinx),
+`list` (with `-t`/`-f`: test results), `getjson`, `test` (real tox, results posted), `push`
 (the HTTP method PUSH), `install` (pip with the login token in the index URL) and
 `remove`; each checked through lockgate's own API afterwards. The bad input of
-docs/reliability.md DV-1..DV-6 changes nothing. Both backends."""
+docs/reliability.md DV-1..DV-6 changes nothing (DV-7, DV-8: test results and docs).
+Both backends."""
 
 from __future__ import annotations
 

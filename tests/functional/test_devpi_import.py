@@ -1,11 +1,12 @@
 """Coming from devpi (README "Coming from devpi: moving your data"): the real
 devpi-server from PyPI is filled with users, indexes with inheritance, uploads by
-twine (wheels and sdists), documentation, a push by devpi-client and a toxresult;
+twine (wheels and sdists), documentation, a push by devpi-client, a toxresult and
+two yanks devpi makes itself (pushes of yanked releases from a devpi mirror);
 `devpi-export` writes its directory and `lockgate import --from-devpi` brings it
 into a fresh server on SQLite and PostgreSQL. Every simple page and every file
 then match what devpi served, and the users log in with their devpi passwords.
 Bad exports (a file missing, a file tampered with, an unknown format version)
-are refused with a clear message and change nothing (docs/reliability.md DX-1..DX-6).
+are refused with a clear message and change nothing (docs/reliability.md DX-1..DX-7).
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ def test_devpi_export_imports_with_every_page_and_file(
     clients: Clients,
     tmp_path: Path,
 ) -> None:
-    """DX-1, DX-2, DX-3: everything devpi served is served the same way."""
+    """DX-1, DX-2, DX-3, DX-7: everything devpi served is served the same way (and the
+    yanks devpi kept in version metadata are PEP 592 yanks)."""
     export, served = devpi_export
     serverdir = tmp_path / "server"
     db_url = make_db_url()
