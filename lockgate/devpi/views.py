@@ -8,7 +8,10 @@
 - `GET /{user}/{index}/{project}/` and `…/{project}/{version}` with
   `Accept: application/json`: devpi's `projectconfig` and `versiondata` (versions
   → metadata and `+links` with `href`, `rel`, `hash_spec` and `log`), as `devpi
-  list`, `devpi remove`, `devpi test` and `devpi getjson` read them.
+  list`, `devpi remove`, `devpi test` and `devpi getjson` read them. Each test
+  result of a file is a link of rel "toxresult" whose `for_href` is the file's href
+  and whose `href` answers devpi's toxresult JSON (lockgate/workflow/toxresults.py),
+  oldest first, as devpi lists them: `devpi list -t/-f` reads them.
 
 Every answer is `{"type": …, "result": …}` with `Content-Type: application/json`
 exactly (devpi-client shows an error's `message` only then).
@@ -41,11 +44,16 @@ from lockgate.indexes.access import require_read
 from lockgate.indexes.services import require_index
 from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
+from lockgate.workflow.services import results_of_files
+
+# (index id, file name) -> the file's test results, oldest first.
+Results = dict[tuple[int, str], list[dict[str, Any]]]
 
 # What devpi-client may rely on: `devpi index NAME key+=value` (a list of
 # operations in a PATCH) needs 'server-keyvalue-parsing'. devpi's push options
-# (--no-docs, --only-docs, --register-project) concern documentation and
-# external pushes, which lockgate does not have, so they are not offered.
+# (--no-docs, --only-docs, --register-project) split a release's files from its docs
+# or concern external pushes; lockgate's push takes both together, between its own
+# indexes, so they are not offered.
 FEATURES = ["server-keyvalue-parsing"]
 # Metadata keys of a release devpi shows beside name and version.
 METADATA_KEYS = (
@@ -144,6 +152,29 @@ def _when(upload_time: str | None) -> list[int] | None:
     return [moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second]
 
 
+def _toxresult_links(f: VisibleFile, href: str, results: Results) -> list[dict[str, Any]]:
+    """devpi's toxresult links of a file: one per stored result, oldest first (devpi-
+    client shows the newest of each host, platform and environment)."""
+    links = []
+    for number, result in enumerate(results.get((f.index.id, f.filename), [])):
+        links.append(
+            {
+                "rel": "toxresult",
+                "href": f"{href}/+toxresult/{number}",
+                "for_href": href,
+                "log": [
+                    {
+                        "what": "upload",
+                        "who": result["posted_by"],
+                        "when": _when(result["posted_at"]),
+                        "dst": result["index"],
+                    }
+                ],
+            }
+        )
+    return links
+
+
 def _link(f: VisibleFile, base: str) -> dict[str, Any]:
     link: dict[str, Any] = {"rel": "releasefile", "href": base + f.url_path}
     if f.sha256:
@@ -157,7 +188,9 @@ def _link(f: VisibleFile, base: str) -> dict[str, Any]:
     return link
 
 
-def _version_data(view: ProjectView, version: str, files: list[VisibleFile], base: str) -> dict:
+def _version_data(
+    view: ProjectView, version: str, files: list[VisibleFile], base: str, results: Results
+) -> dict:
     mine = [f for f in files if f.version == version]
     metadata = mine[0].metadata if mine else {}
     data: dict[str, Any] = {"name": view.display_name, "version": version}
@@ -165,8 +198,23 @@ def _version_data(view: ProjectView, version: str, files: list[VisibleFile], bas
         value = metadata.get(key)
         if value not in (None, "", []):
             data[key] = value
-    data["+links"] = [_link(f, base) for f in mine]
+    links = [_link(f, base) for f in mine]
+    toxlinks = [
+        toxlink
+        for f, link in zip(mine, links, strict=True)
+        for toxlink in _toxresult_links(f, link["href"], results)
+    ]
+    data["+links"] = links + toxlinks
     return data
+
+
+async def _results(request: web.Request, files: list[VisibleFile]) -> Results:
+    """The test results of the stage files among `files` (mirrors have none)."""
+    keys = {(f.index.id, f.filename) for f in files if not f.index.is_mirror}
+    if not keys:
+        return {}
+    async with request.app[DATABASE].read() as session:
+        return await results_of_files(session, keys)
 
 
 async def _project(request: web.Request) -> tuple[ProjectView, list[VisibleFile]]:
@@ -202,7 +250,8 @@ async def project_view(request: web.Request) -> web.Response:
     view, files = await _project(request)
     base = base_url(request)
     versions = sorted({f.version for f in files}, key=_sort_key, reverse=True)
-    result = {version: _version_data(view, version, files, base) for version in versions}
+    results = await _results(request, files)
+    result = {version: _version_data(view, version, files, base, results) for version in versions}
     return api_response("projectconfig", result, serial=request.app[DATABASE].serial)
 
 
@@ -220,5 +269,6 @@ async def version_view(request: web.Request) -> web.Response:
         if not matches:
             raise NotFound(f"{view.display_name} has no version {wanted!r}")
         wanted = matches[0]
-    result = _version_data(view, wanted, files, base_url(request))
+    mine = [f for f in files if f.version == wanted]
+    result = _version_data(view, wanted, mine, base_url(request), await _results(request, mine))
     return api_response("versiondata", result, serial=request.app[DATABASE].serial)

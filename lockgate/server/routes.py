@@ -138,6 +138,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete(file_path, packages.delete_file_view)
     r.add_post(file_path, workflow.post_result_view)  # test results (CI, devpi test)
     r.add_get(f"/{U}/{I}/+testlog/{{sha256:[0-9a-fA-F]{{64}}}}", workflow.serve_log)
+    r.add_get(f"{file_path}/+toxresult/{{number:[0-9]{{1,6}}}}", workflow.serve_toxresult)
 
     json_path = f"/{U}/{I}/pypi/{{project:{PROJECT}}}"
     r.add_get(f"{json_path}/json", jsonapi.project_json)

@@ -511,9 +511,12 @@ def read_dataindex(root: Path) -> DevpiPlan:
             else:
                 docs.append(DevpiDoc(path, project, version, source, recorded))
         for (project, version), vdata in sorted(versions.items()):
+            # devpi keeps a mirror's yank as True (PEP 691), "" (data-yanked="") or
+            # the reason; None or False (or no key) means not yanked.
             yanked = vdata.get("yanked")
-            if yanked and (project, version) in with_files:
-                yanks.append((path, project, version, yanked if isinstance(yanked, str) else None))
+            if yanked is not None and yanked is not False and (project, version) in with_files:
+                reason = yanked if isinstance(yanked, str) and yanked else None
+                yanks.append((path, project, version, reason))
         bare = sorted(f"{p} {v}" for p, v in versions if (p, v) not in with_files)
         if bare:
             notes.append(

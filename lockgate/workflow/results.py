@@ -13,7 +13,10 @@ devpi's shape: `{"reportversion": "1", "platform": "linux", "host": …,
 `{"command": [argv…], "retcode": 0 or "0", "output": "…"}`. Each test environment
 becomes one result: failed when any of its setup or test commands returned
 non-zero (or tox 4's `result.success` is false), passed otherwise; environments
-tox skipped, and its packaging environments (`.pkg`), give none.
+tox skipped, and its packaging environments (`.pkg`), give none. Its log is the
+environment's commands (`$ argv`, output, `[retcode N]`) under a `=== tox setup ===`
+and a `=== tox test ===` line, which is what lets lockgate answer devpi-client's
+toxresult links in devpi's shape again.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ MAX_TEXT_CHARS = 64
 MAX_URL_CHARS = 2000
 MAX_DURATION = 10_000_000.0  # seconds (~115 days)
 MAX_RESULTS = 1000  # results in one request
+# The lines heading a toxresult's setup and test commands in the stored log.
+SETUP_HEADER = "=== tox setup ===\n"
+TEST_HEADER = "=== tox test ===\n"
 RESULT_KEYS = {"environment", "outcome", "python", "platform", "duration", "log", "url"}
 
 
@@ -165,6 +171,14 @@ def _commands(env: Mapping[str, Any], key: str, where: str) -> list[Mapping[str,
     return commands
 
 
+def _section_log(header: str, commands: list[Mapping[str, Any]]) -> str:
+    """A toxresult section's commands under a header line, so that devpi's setup/test
+    split can be read back from the log (lockgate/workflow/toxresults.py)."""
+    if not commands:
+        return ""
+    return header + "".join(_command_log(command) for command in commands)
+
+
 def _command_log(command: Mapping[str, Any]) -> str:
     argv = command.get("command")
     line = " ".join(map(str, argv)) if isinstance(argv, list) else str(argv or "")
@@ -209,7 +223,8 @@ def results_from_toxresult(data: Mapping[str, Any]) -> list[ResultSpec]:
         outcome = outcome if isinstance(outcome, Mapping) else {}
         if outcome.get("skipped") is True:
             continue
-        commands = _commands(env, "setup", where) + _commands(env, "test", where)
+        setup, test = _commands(env, "setup", where), _commands(env, "test", where)
+        commands = setup + test
         failed = any(_retcode(command, where) != 0 for command in commands)
         if outcome.get("success") is False:
             failed = True
@@ -227,7 +242,7 @@ def results_from_toxresult(data: Mapping[str, Any]) -> list[ResultSpec]:
                 python=_python_version(env),
                 platform=platform or None,
                 duration=float(duration) if duration is not None else None,
-                log="".join(_command_log(command) for command in commands),
+                log=_section_log(SETUP_HEADER, setup) + _section_log(TEST_HEADER, test),
             )
         )
     if not results:

@@ -482,6 +482,19 @@ async def provenance_of_releases(
     }
 
 
+async def results_of_own_file(
+    session: AsyncSession, user: str, name: str, key: str, filename: str
+) -> tuple[OwnFile, list[dict[str, Any]]]:
+    """A file held by `user/name` (its URL's key must match) and its test results,
+    oldest first; 404 when the index holds no such file."""
+    index = await require_index(session, user, name)
+    found = await find_own_file(session, index, filename)
+    if found is None or not found.sha256.startswith(key.lower()):
+        raise NotFound(f"file {filename!r} not found on index {index.path}")
+    results = await results_of_files(session, {(index.id, found.filename)})
+    return found, results.get((index.id, found.filename), [])
+
+
 async def log_of_index(session: AsyncSession, user: str, name: str, sha256: str) -> bool:
     """Whether a test result on a file of `user/name` has this log (so a log is only
     ever served through an index its result belongs to)."""

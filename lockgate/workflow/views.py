@@ -1,8 +1,10 @@
 """Handlers of the release workflow: posting test results for a release file,
-pushing a release to another index, and serving test logs."""
+pushing a release to another index, and serving test logs and (for devpi-client's
+`devpi list -t/-f`) each result in devpi's toxresult shape."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -20,7 +22,13 @@ from lockgate.indexes.access import require_read
 from lockgate.names import NAME_RE, is_valid_project_name
 from lockgate.storage.blobs import BLOBS
 from lockgate.workflow.results import MAX_BODY_BYTES, parse_results
-from lockgate.workflow.services import log_of_index, post_results, push_release
+from lockgate.workflow.services import (
+    log_of_index,
+    post_results,
+    push_release,
+    results_of_own_file,
+)
+from lockgate.workflow.toxresults import toxresult
 
 SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 # What devpi-client's push sends besides name, version and targetindex.
@@ -129,3 +137,30 @@ async def serve_log(request: web.Request) -> web.StreamResponse:
     if not found:
         raise NotFound(f"no test log {sha256} on index {user}/{name}")
     return blob_response(request, sha256, "text/plain; charset=utf-8")
+
+
+async def serve_toxresult(request: web.Request) -> web.Response:
+    """`GET /{user}/{index}/+f/{hash}/{filename}/+toxresult/{number}`: the file's
+    test result `number` (0 = the oldest) as devpi's toxresult JSON, which the
+    `rel: toxresult` links of devpi's version JSON point at (lockgate/devpi/views.py)."""
+    user, name = request.match_info["user"], request.match_info["index"]
+    await require_read(request, user, name)
+    key, filename = request.match_info["hash"], request.match_info["filename"]
+    number = int(request.match_info["number"])
+    async with request.app[DATABASE].read() as session:
+        file, results = await results_of_own_file(session, user, name, key, filename)
+    if number >= len(results):
+        raise NotFound(f"{file.filename} has no test result {number} on index {user}/{name}")
+    result = results[number]
+    log = ""
+    if result["log_sha256"]:
+        path = request.app[BLOBS].path(result["log_sha256"])
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise NotFound(
+                f"the log of test result {number} of {file.filename} is missing on this server"
+            ) from None
+        log = data.decode("utf-8", errors="replace")
+    body = toxresult(result, file.filename, file.sha256, log)
+    return web.json_response(body, dumps=lambda value: json.dumps(value, ensure_ascii=False))

@@ -1,16 +1,19 @@
 """devpi-client, unchanged from PyPI, against lockgate (README "Coming from devpi:
 devpi-client"): `devpi use`, `login`, `logoff`, `user -c/-m/-l`, `index
 -c/-m/-l/--delete` (devpi's keys, key-value changes and lockgate's own keys), `upload`
-(wheel and sdist), `list`, `getjson`, `test` (real tox, results posted), `push`
+(wheel and sdist; `--with-docs`/`--only-docs` from a source tree with real Sphinx),
+`list` (with `-t`/`-f`: test results), `getjson`, `test` (real tox, results posted), `push`
 (the HTTP method PUSH), `install` (pip with the login token in the index URL) and
 `remove`; each checked through lockgate's own API afterwards. The bad input of
-docs/reliability.md DV-1..DV-6 changes nothing. Both backends."""
+docs/reliability.md DV-1..DV-6 changes nothing (DV-7, DV-8: test results and docs).
+Both backends."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -434,3 +437,169 @@ def test_login_token_works_on_a_replica(
         assert refused.status_code == 403 and primary.url in refused.json()["message"]
     finally:
         replica.stop()
+
+
+# A failing toxresult as tox 4 writes it (`--result-json`) and `devpi test` posts it.
+FAILING_TOXRESULT = {
+    "reportversion": "1",
+    "toxversion": "4.11.0",
+    "platform": "linux",
+    "host": "ci-7",
+    "testenvs": {
+        "lint": {
+            "python": {"version": "3.11.7 (main, Dec  4 2023) [GCC 12.2.0]"},
+            "setup": [
+                {
+                    "command": ["python", "-I", "-m", "pip", "install", "flake8"],
+                    "retcode": 0,
+                    "output": "Successfully installed flake8-7.0.0",
+                }
+            ],
+            "test": [
+                {"command": ["python", "-c", "print(1)"], "retcode": 0, "output": "1\n"},
+                {
+                    "command": ["flake8", "src"],
+                    "retcode": 1,
+                    "output": "src/acme.py:1:1: F401 'os' imported but unused\n1 error\n",
+                },
+            ],
+        }
+    },
+}
+
+
+def test_dv7_devpi_list_shows_test_results(server: LockgateServer, tmp_path: Path) -> None:
+    """docs/reliability.md DV-7: `devpi list -t` and `devpi list -f` show the test
+    results lockgate stores as devpi shows them: a passing `devpi test` on both files,
+    a failing toxresult (setup and test commands) and a result in lockgate's own shape
+    on the wheel. The version JSON has one rel "toxresult" link per result (for_href
+    the file's href); each answers devpi's toxresult JSON; a result that does not
+    exist is a 404 and an anonymous reader of a private index is refused."""
+    server.create_user(*ALICE)
+    server.create_index("alice/dev", ALICE)
+    devpi = Devpi(tmp_path)
+    devpi.ok("use", f"{server.url}/alice/dev")
+    devpi.ok("login", "alice", "--password", "alice-pw")
+    devpi.ok("upload", *map(str, _dists(tmp_path)))
+    out = devpi.ok("test", "acme-pkg", timeout=600)
+    assert out.count("posting tox result data") == 2, out
+    files = {f["filename"]: f for f in _release(server, "alice/dev", "acme-pkg")["urls"]}
+    wheel = files["acme_pkg-1.0-py2.py3-none-any.whl"]
+    wheel_path = wheel["url"].split(server.url, 1)[1]
+    posted = server.request("POST", wheel_path, auth=ALICE, json=FAILING_TOXRESULT)
+    assert posted.status_code == 200, posted.text
+    own = {"environment": "docs", "outcome": "passed", "log": "build succeeded\n"}
+    posted = server.request("POST", wheel_path, auth=ALICE, json=own)
+    assert posted.status_code == 200, posted.text
+
+    # The version JSON: a toxresult link per result, oldest first, for its file.
+    data = json.loads(devpi.ok("getjson", "/alice/dev/acme-pkg/1.0"))["result"]
+    toxlinks = [link for link in data["+links"] if link["rel"] == "toxresult"]
+    assert [link["for_href"] for link in toxlinks].count(wheel["url"]) == 3
+    assert {link["for_href"] for link in toxlinks} == {f["url"] for f in files.values()}
+    assert all(link["log"][0]["who"] == "alice" for link in toxlinks)
+    failing = server.get(f"{wheel_path}/+toxresult/1", auth=ALICE)
+    assert failing.status_code == 200 and failing.headers["Content-Type"].startswith(
+        "application/json"
+    )
+    env = failing.json()["testenvs"]["lint"]
+    assert env["python"] == {"version": "3.11.7"}
+    assert env["setup"] == [
+        {
+            "command": ["python", "-I", "-m", "pip", "install", "flake8"],
+            "retcode": 0,
+            "output": "Successfully installed flake8-7.0.0",
+        }
+    ]
+    assert [c["command"] for c in env["test"]] == [["python", "-c", "print(1)"], ["flake8", "src"]]
+    assert env["test"][1]["retcode"] == 1
+    assert env["test"][1]["output"] == "src/acme.py:1:1: F401 'os' imported but unused\n1 error"
+
+    # devpi list -t: every environment's verdict, per file.
+    out = devpi.ok("list", "-t", "acme-pkg")
+    assert re.search(rf"alice\s+linux\s+{ENV}\s+3\.\d+\.\d+ tests passed", out), out
+    assert out.count(" tests passed") == 3, out  # py3x on both files, docs on the wheel
+    assert re.search(r"alice\s+linux\s+lint\s+3\.11\.7 tests failed", out), out
+    assert re.search(r"alice\s+docs\s+no setup was performed", out), out
+    assert "FAIL:" not in out
+    # devpi list -f: the failing command and its output as well.
+    out = devpi.ok("list", "-f", "acme-pkg")
+    assert "tests failed" in out and "    OK:  python -c print(1)" in out, out
+    assert "    FAIL: flake8 src" in out, out
+    assert "    src/acme.py:1:1: F401 'os' imported but unused" in out, out
+
+    # Bad requests: a result that does not exist, a file that does not exist.
+    missing = server.get(f"{wheel_path}/+toxresult/3", auth=ALICE)
+    assert missing.status_code == 404 and "no test result 3" in missing.text
+    other = wheel_path.rsplit("/", 1)[0] + "/acme_pkg-9.9-py3-none-any.whl/+toxresult/0"
+    assert server.get(other, auth=ALICE).status_code == 404
+    # A private index: its results are as private as its files.
+    devpi.ok("index", "alice/dev", "acl_read=alice")
+    assert server.get(f"{wheel_path}/+toxresult/0").status_code == 401
+    assert server.get(f"{wheel_path}/+toxresult/0", auth=ALICE).status_code == 200
+
+
+def _source_tree_with_docs(root: Path) -> Path:
+    """A project as a developer has it: pyproject.toml (setuptools), a module and a
+    Sphinx doc tree in docs/ (conf.py, index.rst), no VCS."""
+    project = root / "acme-docs"
+    (project / "src" / "acme_docs").mkdir(parents=True)
+    (project / "docs").mkdir()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=70.1"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "acme-docs"\nversion = "1.0"\ndescription = "documented"\n'
+    )
+    (project / "src" / "acme_docs" / "__init__.py").write_text('"""Acme docs."""\n')
+    (project / "docs" / "conf.py").write_text(
+        'project = "acme-docs"\nextensions: list[str] = []\nhtml_theme = "alabaster"\n'
+    )
+    (project / "docs" / "index.rst").write_text(
+        "Acme Docs\n=========\n\nThe acme-docs manual, built by sphinx-build.\n\n"
+        ".. toctree::\n\n   usage\n"
+    )
+    (project / "docs" / "usage.rst").write_text("Usage\n=====\n\nCall it.\n")
+    return project
+
+
+def test_dv8_devpi_upload_with_docs_builds_and_serves_sphinx_docs(
+    server: LockgateServer, tmp_path: Path
+) -> None:
+    """docs/reliability.md DV-8: `devpi upload --with-docs` in a project's source tree
+    (devpi-client runs `python -m build` and `sphinx-build -E docs build`, zips the
+    HTML and posts it with `:action=doc_upload` after the files): lockgate serves the
+    built pages under `+doc/` with the docs sandbox CSP and its JSON names the docs.
+    `--only-docs` again on a volatile index replaces them. Nothing is fetched: the
+    build runs without isolation from the test environment's setuptools."""
+    server.create_user(*ALICE)
+    server.create_index("alice/dev", ALICE)
+    project = _source_tree_with_docs(tmp_path)
+    devpi = Devpi(tmp_path)
+    devpi.cwd = project
+    devpi.ok("use", f"{server.url}/alice/dev")
+    devpi.ok("login", "alice", "--password", "alice-pw")
+    out = devpi.ok("upload", "--with-docs", "--no-vcs", "--no-isolation", timeout=600)
+    assert "[sphinx docs]" in out and "doc_upload of acme-docs-1.0.doc.zip" in out, out
+    release = _release(server, "alice/dev", "acme-docs")
+    assert sorted(f["filename"] for f in release["urls"]) == [
+        "acme_docs-1.0-py3-none-any.whl",
+        "acme_docs-1.0.tar.gz",
+    ]
+    assert release["info"]["docs_url"] == f"{server.url}/alice/dev/acme-docs/1.0/+doc/"
+    page = server.get("/alice/dev/acme-docs/1.0/+doc/index.html")
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    assert "The acme-docs manual, built by sphinx-build." in page.text
+    assert 'href="usage.html"' in page.text
+    assert page.headers["Content-Security-Policy"].startswith("sandbox allow-scripts")
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    usage = server.get("/alice/dev/acme-docs/latest/+doc/usage.html")
+    assert usage.status_code == 200 and "Call it." in usage.text
+    assert server.get("/alice/dev/acme-docs/1.0/+doc/_static/alabaster.css").status_code == 200
+
+    # --only-docs: the docs are rebuilt and replace the old ones (volatile index).
+    (project / "docs" / "usage.rst").write_text("Usage\n=====\n\nCall it twice.\n")
+    out = devpi.ok("upload", "--only-docs", "--no-vcs", "--no-isolation", timeout=600)
+    assert "doc_upload of acme-docs-1.0.doc.zip" in out and "file_upload" not in out, out
+    usage = server.get("/alice/dev/acme-docs/1.0/+doc/usage.html")
+    assert "Call it twice." in usage.text
+    assert len(_release(server, "alice/dev", "acme-docs")["urls"]) == 2

@@ -1,11 +1,12 @@
 """Coming from devpi (README "Coming from devpi: moving your data"): the real
 devpi-server from PyPI is filled with users, indexes with inheritance, uploads by
-twine (wheels and sdists), documentation, a push by devpi-client and a toxresult;
+twine (wheels and sdists), documentation, a push by devpi-client, a toxresult and
+two yanks devpi makes itself (pushes of yanked releases from a devpi mirror);
 `devpi-export` writes its directory and `lockgate import --from-devpi` brings it
 into a fresh server on SQLite and PostgreSQL. Every simple page and every file
 then match what devpi served, and the users log in with their devpi passwords.
 Bad exports (a file missing, a file tampered with, an unknown format version)
-are refused with a clear message and change nothing (docs/reliability.md DX-1..DX-6).
+are refused with a clear message and change nothing (docs/reliability.md DX-1..DX-7).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import requests
 from tests.functional.test_web_manage import Browserish, _signed_in_as
 from tests.support.devpi import DevpiServer, devpi_venv
 from tests.support.dists import make_sdist, make_wheel
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.server import LOCKGATE, Clients, LockgateServer, server_events
 
 # The first run builds devpi-server's environment (cached afterwards).
@@ -103,7 +105,9 @@ def _twine_to_devpi(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _fill_devpi(devpi: DevpiServer, clients: Clients, work: Path) -> None:
+def _fill_devpi(
+    devpi: DevpiServer, clients: Clients, work: Path, upstream: FakeUpstream
+) -> dict[str, Any]:
     root = devpi.login("root", DEVPI_ROOT_PW)
     devpi.request("PUT", "/alice", root, json={"password": ALICE_PW, "email": "alice@example.org"})
     devpi.request("PUT", "/bob", root, json={"password": BOB_PW})
@@ -175,6 +179,28 @@ def _fill_devpi(devpi: DevpiServer, clients: Clients, work: Path) -> None:
         },
     }
     devpi.request("POST", wheel["href"].split(devpi.url, 1)[1], alice, json=toxresult)
+    # Yanks made by devpi: devpi-server 6.20 has no yank command, and its stage
+    # indexes serve no PEP 592 yank, but a mirror index keeps its upstream's yank in
+    # the version metadata and a push copies that metadata to the stage index, where
+    # devpi's version JSON and devpi-export keep it. A mirror on a loopback fake
+    # upstream (never PyPI), read as pip would, then devpi-client's push from it; the
+    # mirror is deleted again (devpi exports no mirrored files anyway).
+    devpi.request(
+        "PUT", "/root/upstream", root, json={"type": "mirror", "mirror_url": upstream.url}
+    )
+    devpi.request("GET", "/root/upstream/+simple/delta/", {})
+    for version in ("0.9", "1.0"):
+        devpi.client(
+            clientdir, "push", "--index", "root/upstream", f"delta=={version}", "alice/dev"
+        )
+    devpi.request("DELETE", "/root/upstream", root)
+    json_accept = {"Accept": "application/json"}
+    return {
+        version: devpi.request("GET", f"/alice/dev/delta/{version}", json_accept)
+        .json()["result"]
+        .get("yanked")
+        for version in ("0.9", "1.0")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -182,11 +208,15 @@ def devpi_export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     """The devpi scenario, exported; and what devpi served: every index's project
     list, every simple page, every file's bytes (by sha256)."""
     work = tmp_path_factory.mktemp("devpi")
-    devpi = DevpiServer(devpi_venv(), work / "serverdir", DEVPI_ROOT_PW).start()
+    upstream = FakeUpstream(work / "upstream").start()
+    upstream.add_wheel("delta", "0.9", yanked=True)  # a yank without a reason
+    upstream.add_wheel("delta", "1.0", yanked="broken build")
+    upstream.add_wheel("delta", "1.1")
+    devpi = DevpiServer(devpi_venv(), work / "serverdir", DEVPI_ROOT_PW, offline=False).start()
     clients = Clients(work)
     served: dict[str, Any] = {"projects": {}, "pages": {}, "files": {}}
     try:
-        _fill_devpi(devpi, clients, work)
+        served["devpi_yanked"] = _fill_devpi(devpi, clients, work, upstream)
         for index in INDEXES:
             projects = _devpi_projects(devpi, index)
             served["projects"][index] = projects
@@ -203,6 +233,7 @@ def devpi_export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
                     served["files"][hashlib.sha256(data).hexdigest()] = data
     finally:
         devpi.stop()
+        upstream.stop()
     export = work / "export"
     result = devpi.export(export)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -226,14 +257,15 @@ def test_devpi_export_imports_with_every_page_and_file(
     clients: Clients,
     tmp_path: Path,
 ) -> None:
-    """DX-1, DX-2, DX-3: everything devpi served is served the same way."""
+    """DX-1, DX-2, DX-3, DX-7: everything devpi served is served the same way (and the
+    yanks devpi kept in version metadata are PEP 592 yanks)."""
     export, served = devpi_export
     serverdir = tmp_path / "server"
     db_url = make_db_url()
     result = _import(serverdir, export, db_url)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "3 users, 3 indexes, 4 projects, 5 releases, 7 files, 0 yanks" in out, out
+    assert "3 users, 3 indexes, 5 projects, 7 releases, 9 files, 2 yanks" in out, out
     assert "1 test results" in out, out
     # devpi's docs are verified, checked as an upload's are, and kept with the release.
     # (two: devpi copied the docs along with the push, as lockgate does)
@@ -252,9 +284,12 @@ def test_devpi_export_imports_with_every_page_and_file(
                 re.sub(r"[-_.]+", "-", p).lower() for p in served["projects"][index]
             }
             for project in served["projects"][index]:
-                assert (
-                    _lockgate_page(server, index, project) == served["pages"][(index, project)]
-                ), (
+                expected = dict(served["pages"][(index, project)])
+                if project == "delta":
+                    # devpi keeps the yanks in the version metadata but serves its stage
+                    # pages without them; lockgate serves them as PEP 592 yanks.
+                    expected = {name: (sha, rp, True) for name, (sha, rp, _) in expected.items()}
+                assert _lockgate_page(server, index, project) == expected, (
                     index,
                     project,
                 )
@@ -290,6 +325,19 @@ def test_devpi_export_imports_with_every_page_and_file(
         assert [(r["environment"], r["outcome"]) for r in wheel["test_results"]] == [
             ("py311", "passed")
         ]
+        # DX-7: the yanks devpi made (pushed from its mirror) are PEP 592 yanks, with
+        # devpi's reason where it had one.
+        assert served["devpi_yanked"] == {"0.9": True, "1.0": "broken build"}
+        for version, reason in (("0.9", None), ("1.0", "broken build")):
+            shown = server.get(f"/alice/dev/pypi/delta/{version}/json").json()
+            assert [(u["yanked"], u["yanked_reason"]) for u in shown["urls"]] == [(True, reason)]
+        simple = server.get(
+            "/alice/dev/+simple/delta/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        ).json()
+        assert {f["filename"]: f["yanked"] for f in simple["files"]} == {
+            "delta-0.9-py3-none-any.whl": True,
+            "delta-1.0-py3-none-any.whl": "broken build",
+        }
         # devpi-client's push arrives as a push: alice/base shows where 1.0 came from.
         pushed = server.get("/alice/base/pypi/alpha/1.0/json").json()["urls"]
         assert {u["pushed_from"] for u in pushed} == {"alice/dev"}
@@ -472,8 +520,8 @@ def test_devpi_password_formats_yanks_and_odd_settings(
             "pwhash": hashlib.sha256((salt + "carol-old-pw").encode()).hexdigest(),
         }
         data["users"]["dave"] = {"username": "dave", "pwhash": "{SSHA}not-a-devpi-hash"}
-        # devpi-server keeps PEP 592 yanks in a version's metadata (its mirror
-        # indexes do; its stage indexes cannot yank yet): the shape is the same.
+        # A yank in a version's metadata as devpi keeps it (beside the two the
+        # scenario's pushes from devpi's mirror made).
         data["indexes"]["alice/dev"]["projects"]["alpha"]["2.0"]["yanked"] = "broken build"
         data["indexes"]["alice/dev"]["indexconfig"]["mirror_whitelist_inheritance"] = "union"
         # devpi's root/pypi (devpi-init without --no-root-pypi), exported with
@@ -503,7 +551,7 @@ def test_devpi_password_formats_yanks_and_odd_settings(
     server.stop()
     result = _lockgate("import", "--serverdir", str(server.serverdir), "--from-devpi", str(variant))
     assert result.returncode == 0, result.stderr
-    assert "1 yanks" in result.stdout, result.stdout
+    assert "3 yanks" in result.stdout, result.stdout
     assert "cannot be carried (set a new password for each" in result.stdout
     assert ": dave" in result.stdout, result.stdout
     assert 'mirror_whitelist_inheritance="union"' in result.stdout, result.stdout

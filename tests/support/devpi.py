@@ -5,7 +5,8 @@ under a cached path shared by every test session and worker (a lock file keeps t
 workers from building it at once). `DevpiServer` runs `devpi-init` and
 `devpi-server` in a temp server directory on a free loopback port, offline: no
 root/pypi mirror is created and `--offline-mode` keeps it from ever asking an
-upstream, so the tests never reach the internet.
+upstream, so the tests never reach the internet. `offline=False` lets a mirror index
+the test creates (on a loopback fake upstream, never PyPI) fetch from its upstream.
 """
 
 from __future__ import annotations
@@ -79,8 +80,11 @@ def _quiet_env() -> dict[str, str]:
 class DevpiServer:
     """A devpi-server process and the small HTTP driver the tests read like sentences."""
 
-    def __init__(self, bindir: Path, serverdir: Path, root_password: str) -> None:
+    def __init__(
+        self, bindir: Path, serverdir: Path, root_password: str, *, offline: bool = True
+    ) -> None:
         self.bindir = bindir
+        self.offline = offline
         self.serverdir = serverdir
         self.root_password = root_password
         self.port = free_port()
@@ -118,7 +122,7 @@ class DevpiServer:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
-                "--offline-mode",
+                *(["--offline-mode"] if self.offline else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -15,6 +15,7 @@ from lockgate.workflow.results import (
     parse_results,
 )
 from lockgate.workflow.services import SourceFile, gate_problems
+from lockgate.workflow.toxresults import commands_from_log, toxresult
 
 
 def _tox4(*, failing: bool = False, skipped: bool = False) -> dict[str, Any]:
@@ -120,6 +121,42 @@ def test_devpi_string_retcodes_and_output_lines() -> None:
     }
     outcomes = {spec.environment: spec.outcome for spec in parse_results(body)}
     assert outcomes == {"py27": "passed", "py36": "failed"}
+
+
+def _stored(spec: ResultSpec) -> dict[str, Any]:
+    """A result as `results_of_files` reads it back."""
+    return {
+        "environment": spec.environment,
+        "outcome": spec.outcome,
+        "python": spec.python,
+        "platform": spec.platform,
+        "posted_at": "2026-12-08T03:00:00Z",
+        "posted_by": "alice",
+        "index": "alice/dev",
+        "url": None,
+        "log_truncated": False,
+    }
+
+
+def test_toxresult_commands_come_back_from_the_log() -> None:
+    """DV-7: a toxresult's setup and test commands are read back from the stored log
+    exactly; anything else becomes one command carrying lockgate's verdict."""
+    body = _tox4(failing=True)
+    [failed] = parse_results(body)
+    answer = toxresult(_stored(failed), "a-1.0.tar.gz", "0" * 64, failed.log)
+    env = answer["testenvs"]["py311-linux"]
+    original = body["testenvs"]["py311-linux"]
+    for section in ("setup", "test"):
+        assert [(c["command"], c["retcode"]) for c in env[section]] == [
+            (c["command"], int(c["retcode"])) for c in original.get(section, [])
+        ]
+    assert env["python"] == {"version": "3.11.7"} and answer["host"] == "alice"
+    # lockgate's own shape, a truncated or foreign log: one command, our verdict.
+    for log in ("", "just text\n", "$ cut off\nno retcode line\n"):
+        assert commands_from_log(log) is None
+        spec = ResultSpec(environment="docs", outcome="failed", log=log)
+        env = toxresult(_stored(spec), "a.whl", "0" * 64, log)["testenvs"]["docs"]
+        assert env == {"setup": [], "test": [{"command": [], "retcode": 1, "output": log}]}
 
 
 def test_long_logs_keep_their_end() -> None:
