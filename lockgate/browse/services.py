@@ -269,14 +269,12 @@ async def project_details(
             for f in files
         ]
         times = [f.upload_time for f in files if f.upload_time]
-        docs_at = next(
-            (
-                f"/{f.index.path}/{view.name}/{ver}/+doc/"
-                for f in files
-                if (f.index.id, canonicalize_name(f.project), f.version) in documented
-            ),
-            None,
+        # Docs of a release inherited from a base are served under this index's path
+        # too (docs/services.find_docs: the nearest index of the chain holding them).
+        has_docs = any(
+            (f.index.id, canonicalize_name(f.project), f.version) in documented for f in files
         )
+        docs_at = f"/{found.index.path}/{view.name}/{ver}/+doc/" if has_docs else None
         summaries.append(
             VersionSummary(
                 version=ver,
