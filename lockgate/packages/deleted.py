@@ -8,7 +8,8 @@ index holds. Synchronous Core code, since Alembic runs it on its own connection.
 
 - `file.add` (and each file a `release.push` copies) adds the file and its release and
   clears a mark of that version;
-- `file.delete` removes the file, and its release when no file is left;
+- `file.delete` removes the file, and marks and removes its release when no file is
+  left;
 - `release.delete` marks the release (when the index holds it) and removes it;
 - `project.delete` marks every release the project still has and removes them;
 - `index.delete` and `user.delete` take the marks of the indexes that go.
@@ -102,8 +103,8 @@ def derive_marks(
         elif kind == "file.delete":
             state = at(p["user"], p["index"])
             key = state.files.pop(p["filename"], None)
-            if key is not None and key not in state.files.values():
-                state.releases.discard(key)
+            if key is not None and key not in state.files.values() and key in state.releases:
+                state.drop_release(key, p.get("deleted_at") or created_at, actor)
         elif kind == "release.delete":
             state = at(p["user"], p["index"])
             key = (canonicalize_name(p["project"]), p["version"])

@@ -129,14 +129,21 @@ class FileAdd(Payload):
         await session.flush()
 
 
-async def _drop_empty_release(session: AsyncSession, release_id: int) -> None:
-    """A release without files goes; its project stays, even with no releases
-    left, as a tombstone that keeps mirror releases of the name hidden
-    (dependency confusion, docs/reliability.md DC-7) until `project.delete`."""
+async def _drop_empty_release(
+    session: AsyncSession, release_id: int, deleted_at: str | None
+) -> None:
+    """A release without files goes (marked deleted: its last file was); its project
+    stays, even with no releases left, as a tombstone that keeps mirror releases of
+    the name hidden (dependency confusion, docs/reliability.md DC-7) until
+    `project.delete`."""
     left = (
         await session.execute(select(ReleaseFile.id).where(ReleaseFile.release_id == release_id))
     ).first()
     if left is None:
+        release = await session.get(Release, release_id)
+        project = await session.get(Project, release.project_id) if release else None
+        if release is not None and project is not None:
+            await _mark_deleted(session, project, release.version, deleted_at)
         await session.execute(delete(Release).where(Release.id == release_id))
 
 
@@ -170,6 +177,7 @@ class FileDelete(Payload):
     user: str
     index: str
     filename: str
+    deleted_at: str | None = None  # as for `release.delete` (used when it was the last file)
 
     async def apply(self, session: AsyncSession) -> None:
         index = await index_row(session, self.user, self.index)
@@ -183,7 +191,7 @@ class FileDelete(Payload):
         if file is None:
             return
         await session.execute(delete(ReleaseFile).where(ReleaseFile.id == file.id))
-        await _drop_empty_release(session, file.release_id)
+        await _drop_empty_release(session, file.release_id, self.deleted_at)
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,13 @@ class ReleaseFile(Base):
 
 
 class DeletedRelease(Base):
-    """A release deleted from a stage index (`release.delete`, or every release of a
-    `project.delete`): what the project page shows as "deleted", with when and by
-    whom. Kept by the packages appliers in the entry's transaction, so it is the same
-    on replicas, after a replay and after an import; a new upload of the version
-    (volatile index) removes it. Keyed by names, not by the project row, which a
-    project delete removes; the index going takes its marks along."""
+    """A release deleted from a stage index (`release.delete`, every release of a
+    `project.delete`, or a release whose last file a `file.delete` removed): what the
+    project page shows as "deleted", with when and by whom. Kept by the packages
+    appliers in the entry's transaction, so it is the same on replicas, after a replay
+    and after an import; a new upload of the version (volatile index) removes it.
+    Keyed by names, not by the project row, which a project delete removes; the index
+    going takes its marks along."""
 
     __tablename__ = "deleted_releases"
     __table_args__ = (UniqueConstraint("index_id", "project", "version"),)

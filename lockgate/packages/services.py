@@ -155,7 +155,11 @@ async def delete_file(
     require_upload_permission(actor.name, index, found.project)
     if not index.volatile:
         raise Forbidden(f"index {index.path} is not volatile: files cannot be deleted from it")
-    await record(session, FileDelete(user=index.user, index=index.name, filename=filename), actor)
+    await record(
+        session,
+        FileDelete(user=index.user, index=index.name, filename=filename, deleted_at=utcnow_iso()),
+        actor,
+    )
 
 
 async def delete_project(

@@ -8,6 +8,7 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import re
 import time
 from collections.abc import Callable
@@ -68,7 +69,8 @@ def test_deleted_releases_are_marked_on_primary_and_replica_until_uploaded_again
     make_db_url: Callable[[], str | None],
     tmp_path: Path,
 ) -> None:
-    """WEB-10, WEB-11, WEB-12."""
+    """WEB-10, WEB-11, WEB-12: marked on delete (release, last file, project), the same
+    on a replica, cleared by an upload again, derived again by migration 0016."""
     primary = make_server()
     primary.create_user(*ALICE)
     primary.create_user(*BOB)
@@ -128,6 +130,17 @@ def test_deleted_releases_are_marked_on_primary_and_replica_until_uploaded_again
                 ("1.1", "yanked"),
                 ("1.0", ""),
             ]
+
+        # The only file of 1.0 deleted: the release goes, marked as deleted by alice.
+        simple = primary.get("/alice/dev/+simple/delta-lib/", headers=SIMPLE_JSON).json()
+        (only,) = [f for f in simple["files"] if "-1.0-" in f["filename"]]
+        file_path = posixpath.normpath("/alice/dev/+simple/delta-lib/" + only["url"])
+        assert primary.request("DELETE", file_path, auth=ALICE).ok
+        _caught_up(replica, primary)
+        for server in (primary, replica):
+            rows = _rows(server, "/alice/dev/delta-lib")
+            assert _versions(rows) == [("2.0", ""), ("1.1", "yanked"), ("1.0", "deleted")]
+            assert _deleted_row(rows, "1.0").rstrip().endswith("by alice</td>")
 
         # The whole project deleted: every version it had is marked, the page stays.
         removed = primary.request("DELETE", "/alice/dev/delta-lib", auth=ALICE)

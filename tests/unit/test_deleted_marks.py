@@ -12,8 +12,13 @@ Entry = tuple[str, dict[str, Any], str, str | None]
 
 def _add(index: str, project: str, version: str, filename: str) -> Entry:
     user, name = index.split("/")
-    payload = {"user": user, "index": name, "project": project, "version": version,
-               "filename": filename}  # fmt: skip
+    payload = {
+        "user": user,
+        "index": name,
+        "project": project,
+        "version": version,
+        "filename": filename,
+    }
     return ("file.add", payload, "2026-01-01T00:00:00Z", "alice")
 
 
@@ -36,13 +41,13 @@ def test_release_delete_marks_and_a_new_upload_clears() -> None:
             },
             "2026-02-03T00:00:00Z",
             "alice",
-        ),  # fmt: skip
+        ),
         (
             "release.delete",
             {**_where("alice/dev"), "project": "foo-bar", "version": "2.0"},
             "2026-02-04T00:00:00Z",
             "bob",
-        ),  # fmt: skip
+        ),
         _add("alice/dev", "Foo.Bar", "2.0", "foo_bar-2.0-py3-none-any.whl"),
         # A release the index does not hold: no mark (the applier does nothing either).
         (
@@ -50,7 +55,7 @@ def test_release_delete_marks_and_a_new_upload_clears() -> None:
             {**_where("alice/dev"), "project": "foo-bar", "version": "9.0"},
             "2026-02-05T00:00:00Z",
             "alice",
-        ),  # fmt: skip
+        ),
     ]
     marks = derive_marks(iter(entries))
     assert marks == {
@@ -63,26 +68,35 @@ def test_project_delete_marks_every_release_and_index_delete_drops_marks() -> No
         _add("alice/dev", "pkg", "1.0", "pkg-1.0.tar.gz"),
         _add("alice/dev", "pkg", "1.1", "pkg-1.1.tar.gz"),
         _add("alice/dev", "pkg", "1.2", "pkg-1.2.tar.gz"),
-        # The last file of 1.2 deleted: the release goes without a mark (not a release delete).
+        # The last file of 1.2 deleted: the release goes, marked.
         (
             "file.delete",
             {**_where("alice/dev"), "filename": "pkg-1.2.tar.gz"},
             "2026-02-01T00:00:00Z",
             "alice",
-        ),  # fmt: skip
+        ),
+        _add("alice/dev", "pkg", "1.3", "pkg-1.3.tar.gz"),
+        _add("alice/dev", "pkg", "1.3", "pkg-1.3-py3-none-any.whl"),
+        # One of two files deleted: the release stays, no mark of its own.
+        (
+            "file.delete",
+            {**_where("alice/dev"), "filename": "pkg-1.3.tar.gz"},
+            "2026-02-01T00:00:00Z",
+            "alice",
+        ),
         (
             "project.delete",
             {**_where("alice/dev"), "project": "pkg"},
             "2026-02-02T00:00:00Z",
             "root",
-        ),  # fmt: skip
+        ),
         _add("alice/tmp", "pkg", "1.0", "pkg-1.0.tar.gz"),
         (
             "release.delete",
             {**_where("alice/tmp"), "project": "pkg", "version": "1.0"},
             "2026-02-03T00:00:00Z",
             "alice",
-        ),  # fmt: skip
+        ),
         ("index.delete", {"user": "alice", "name": "tmp"}, "2026-02-04T00:00:00Z", "alice"),
         _add("bob/dev", "pkg", "1.0", "pkg-1.0.tar.gz"),
         (
@@ -90,7 +104,7 @@ def test_project_delete_marks_every_release_and_index_delete_drops_marks() -> No
             {**_where("bob/dev"), "project": "pkg", "version": "1.0"},
             "2026-02-03T00:00:00Z",
             "bob",
-        ),  # fmt: skip
+        ),
         ("user.delete", {"name": "bob"}, "2026-02-05T00:00:00Z", "root"),
     ]
     marks = derive_marks(iter(entries))
@@ -98,6 +112,8 @@ def test_project_delete_marks_every_release_and_index_delete_drops_marks() -> No
         "alice/dev": {
             ("pkg", "1.0"): ("pkg", "2026-02-02T00:00:00Z", "root"),
             ("pkg", "1.1"): ("pkg", "2026-02-02T00:00:00Z", "root"),
+            ("pkg", "1.2"): ("pkg", "2026-02-01T00:00:00Z", "alice"),
+            ("pkg", "1.3"): ("pkg", "2026-02-02T00:00:00Z", "root"),
         }
     }
 
@@ -111,7 +127,7 @@ def test_a_push_adds_the_release_to_the_target_and_clears_its_mark() -> None:
             {**_where("alice/prod"), "project": "pkg", "version": "1.0"},
             "2026-02-03T00:00:00Z",
             "alice",
-        ),  # fmt: skip
+        ),
         (
             "release.push",
             {
@@ -125,13 +141,13 @@ def test_a_push_adds_the_release_to_the_target_and_clears_its_mark() -> None:
             },
             "2026-02-04T00:00:00Z",
             "alice",
-        ),  # fmt: skip
+        ),
         (
             "release.delete",
             {**_where("alice/dev"), "project": "pkg", "version": "1.0"},
             "2026-02-05T00:00:00Z",
             "alice",
-        ),  # fmt: skip
+        ),
     ]
     marks = derive_marks(iter(entries))
     assert marks == {"alice/dev": {("pkg", "1.0"): ("pkg", "2026-02-05T00:00:00Z", "alice")}}

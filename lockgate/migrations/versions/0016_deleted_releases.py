@@ -1,8 +1,9 @@
 """deleted releases: the marks the project page shows for deleted releases
 
-The table is a projection of the changelog (`release.delete` and `project.delete`
-entries, cleared by a later `file.add` or `release.push` of the version), so an
-existing server's marks are derived here from its changelog
+The table is a projection of the changelog (`release.delete`, `project.delete` and
+a `file.delete` of a release's last file, cleared by a later `file.add` or
+`release.push` of the version), so an existing server's marks are derived here from
+its changelog
 (`lockgate.packages.deleted.rebuild_deleted_releases`), as a replay would make them.
 
 Revision ID: 0016
