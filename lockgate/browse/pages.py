@@ -163,6 +163,14 @@ async def _render_details(
             template, details=details, description=description, base_url=_base_url(request)
         )
     release = details.version(version)
+    gone = details.deleted_version(version) if release is None else None
+    if gone is not None and gone.deleted is not None:
+        mark = gone.deleted
+        raise NotFound(
+            f"release {details.view.display_name} {mark.version} was deleted from index "
+            f"{mark.index} on {mark.deleted_at[:16].replace('T', ' ')} UTC"
+            + (f" by {mark.deleted_by}" if mark.deleted_by else "")
+        )
     if release is None:
         raise NotFound(
             f"release {details.view.display_name} {version} not found on index {details.index.path}"

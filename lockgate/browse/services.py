@@ -23,8 +23,9 @@ from lockgate.catalog.lookup import Lookup
 from lockgate.catalog.services import ProjectView, VisibleFile, project_origins
 from lockgate.docs.services import releases_with_docs
 from lockgate.downloads.services import daily_downloads, file_downloads
-from lockgate.indexes.services import IndexView
+from lockgate.indexes.services import IndexView, resolve_chain
 from lockgate.mirror.models import MirrorCachedFile
+from lockgate.packages.services import DeletedMark, deleted_releases
 from lockgate.storage.blobs import BlobStore
 from lockgate.workflow.services import provenance_of_releases, results_of_files
 
@@ -110,6 +111,7 @@ class VersionSummary:
     origins: list[Origin]
     files: list[FileDetails]
     docs_url: str | None = None  # the release's uploaded documentation, where it is
+    deleted: DeletedMark | None = None  # a deleted release: only this, no files
 
     @property
     def cached_files(self) -> int:
@@ -126,6 +128,18 @@ class ProjectDetails:
     daily: list[tuple[str, int]]  # downloads per day, oldest first
     stale: list[str]
     unavailable: list[str]
+    deleted: list[VersionSummary] = field(default_factory=list)  # not live anywhere seen
+    project_deleted: bool = False  # the project itself is gone (`project.delete`)
+
+    @property
+    def listed(self) -> list[VersionSummary]:
+        """Live and deleted versions together, newest first (the project page's rows)."""
+        return sorted(
+            [*self.versions, *self.deleted], key=lambda v: version_key(v.version), reverse=True
+        )
+
+    def deleted_version(self, wanted: str) -> VersionSummary | None:
+        return next((v for v in self.deleted if v.version == wanted), None)
 
     def version(self, wanted: str) -> VersionSummary | None:
         exact = [v for v in self.versions if v.version == wanted]
@@ -187,8 +201,15 @@ async def project_details(
     version: str | None = None,
 ) -> ProjectDetails:
     """Everything the project page (or, with `version`, the release page) shows;
-    404 when the index cannot see the project."""
-    view = found.require(project)
+    404 when the index cannot see the project (nor any deleted release of it)."""
+    chain = await resolve_chain(session, found.index)
+    marks = await deleted_releases(session, chain, project)
+    if found.view is None and marks:
+        # Every release deleted and the project with them (`project.delete`): the page
+        # still tells what was there, and who deleted it when.
+        view = ProjectView(canonicalize_name(project), marks[0].display_name, [], [])
+    else:
+        view = found.require(project)
     stage_files = [f for f in view.files if not f.index.is_mirror]
     provenance = await provenance_of_releases(
         session, {(f.index.id, canonicalize_name(f.project), f.version) for f in stage_files}
@@ -248,14 +269,12 @@ async def project_details(
             for f in files
         ]
         times = [f.upload_time for f in files if f.upload_time]
-        docs_at = next(
-            (
-                f"/{f.index.path}/{view.name}/{ver}/+doc/"
-                for f in files
-                if (f.index.id, canonicalize_name(f.project), f.version) in documented
-            ),
-            None,
+        # Docs of a release inherited from a base are served under this index's path
+        # too (docs/services.find_docs: the nearest index of the chain holding them).
+        has_docs = any(
+            (f.index.id, canonicalize_name(f.project), f.version) in documented for f in files
         )
+        docs_at = f"/{found.index.path}/{view.name}/{ver}/+doc/" if has_docs else None
         summaries.append(
             VersionSummary(
                 version=ver,
@@ -267,6 +286,19 @@ async def project_details(
                 docs_url=docs_at,
             )
         )
+    live = {summary.version for summary in summaries}
+    deleted: dict[str, VersionSummary] = {}
+    for mark in marks:  # nearest index first: its mark is the one shown
+        if mark.version not in live and mark.version not in deleted:
+            deleted[mark.version] = VersionSummary(
+                version=mark.version,
+                yanked=False,
+                yanked_reason=None,
+                upload_time=None,
+                origins=[],
+                files=[],
+                deleted=mark,
+            )
     details_of = ProjectDetails(
         index=found.index,
         view=view,
@@ -276,6 +308,8 @@ async def project_details(
         daily=daily,
         stale=found.stale,
         unavailable=found.unavailable,
+        deleted=list(deleted.values()),
+        project_deleted=found.view is None,
     )
     shown = details_of.version(shown_version) if shown_version else None
     found_metadata = await _metadata_of(blobs, shown, cached) if shown is not None else {}

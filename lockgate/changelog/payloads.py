@@ -17,6 +17,7 @@ import dataclasses
 import typing
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -138,3 +139,37 @@ def applying_foreign_entries(session: AsyncSession) -> Iterator[None]:
 def applying_foreign(session: AsyncSession) -> bool:
     """Whether `session` applies entries another server wrote (see above)."""
     return bool(session.info.get(_FOREIGN, False))
+
+
+_ENTRY = "lockgate.applying_entry"
+
+
+@dataclass(frozen=True)
+class EntryContext:
+    """The entry an applier is applying: its serial, when it was written and who
+    caused it. An applier that keeps a record of who did what (the deleted-release
+    marks) reads the actor here: an import re-records entries with their actor, a
+    replica and a replay keep it, so every node records the same name."""
+
+    serial: int
+    created_at: str
+    actor: str | None
+
+
+@contextmanager
+def applying_entry(session: AsyncSession, context: EntryContext) -> Iterator[None]:
+    """Set by `record()` and `apply_foreign_entry()` around an entry's applier and
+    observers (whoever applies it: a write, a replica, an import, a replay)."""
+    before = session.info.get(_ENTRY)
+    session.info[_ENTRY] = context
+    try:
+        yield
+    finally:
+        session.info[_ENTRY] = before
+
+
+def current_entry(session: AsyncSession) -> EntryContext | None:
+    """The entry being applied in `session` (None outside `applying_entry`, as when a
+    test calls an applier directly)."""
+    found = session.info.get(_ENTRY)
+    return found if isinstance(found, EntryContext) else None

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.changelog.codec import ChainCursor, Entry
 from lockgate.changelog.models import ChangelogEntry
-from lockgate.changelog.payloads import applying_foreign_entries
+from lockgate.changelog.payloads import EntryContext, applying_entry, applying_foreign_entries
 from lockgate.changelog.registry import EntryRegistry, notify_observers
 from lockgate.changelog.writer import lock_serial
 from lockgate.db.state import require_state
@@ -71,7 +71,8 @@ async def apply_foreign_entry(session: AsyncSession, registry: EntryRegistry, en
     )
     state.serial = entry.serial
     state.last_hash = entry.hash
-    with applying_foreign_entries(session):
+    context = EntryContext(entry.serial, entry.created_at, entry.actor)
+    with applying_foreign_entries(session), applying_entry(session, context):
         await payload.apply(session)
         await notify_observers(session, payload)
         await session.flush()

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.changelog.codec import Actor, canonical_json, entry_hash
 from lockgate.changelog.models import ChangelogEntry
-from lockgate.changelog.payloads import Payload
+from lockgate.changelog.payloads import EntryContext, Payload, applying_entry
 from lockgate.changelog.registry import notify_observers
 from lockgate.db.models import ServerState
 from lockgate.db.session import Database
@@ -65,13 +65,14 @@ async def record(session: AsyncSession, payload: Payload, actor: Actor) -> int:
     state = await lock_serial(session)
     serial = state.serial + 1
     payload_json = canonical_json(payload.to_json())
+    created_at = utcnow_iso()
     new_hash = entry_hash(
         state.last_hash, serial, payload.KIND, payload_json, actor.name, actor.token_id
     )
     session.add(
         ChangelogEntry(
             serial=serial,
-            created_at=utcnow_iso(),
+            created_at=created_at,
             kind=payload.KIND,
             payload=payload_json,
             prev_hash=state.last_hash,
@@ -82,9 +83,10 @@ async def record(session: AsyncSession, payload: Payload, actor: Actor) -> int:
     )
     state.serial = serial
     state.last_hash = new_hash
-    await payload.apply(session)
-    await notify_observers(session, payload)
-    await session.flush()
+    with applying_entry(session, EntryContext(serial, created_at, actor.name)):
+        await payload.apply(session)
+        await notify_observers(session, payload)
+        await session.flush()
     return serial
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from packaging.utils import canonicalize_name
@@ -73,6 +74,7 @@ class ServedDocs:
     version: str
     sha256: str
     uploaded_at: str
+    holder: str = ""  # user/index holding the release and its docs (a base, maybe)
 
 
 @dataclass(frozen=True, order=True)
@@ -236,29 +238,51 @@ async def store_docs(
 
 
 async def find_docs(
-    session: AsyncSession, index: IndexView, project: str, version: str
+    session: AsyncSession, chain: list[IndexView], project: str, version: str
 ) -> ServedDocs | None:
-    """The documentation `version` of `project` on this very index (docs are not
-    inherited, as in devpi); `latest` is the newest non-yanked release that has some."""
+    """The documentation `version` of `project` as `chain[0]` sees it: from the nearest
+    stage index of its inheritance chain (`resolve_chain`: the index, then its bases,
+    depth first) whose release of that version has docs, as releases are inherited
+    (devpi serves docs of the index itself only; lockgate's derived indexes show what
+    their bases hold). `latest` is the newest non-yanked version among them. Mirrors
+    hold no docs. The caller checks that the holder may be read (its `acl_read`)."""
+    stages = [index for index in chain if not index.is_mirror]
+    if not stages:
+        return None
+    order = {index.id: position for position, index in enumerate(stages)}
+    paths = {index.id: index.path for index in stages}
+    name = canonicalize_name(project)
     rows = (
         await session.execute(
-            select(Release.version, Release.yanked, ReleaseDocs.sha256, ReleaseDocs.uploaded_at)
+            select(
+                Project.index_id,
+                Release.version,
+                Release.yanked,
+                ReleaseDocs.sha256,
+                ReleaseDocs.uploaded_at,
+            )
             .join(Project, Project.id == Release.project_id)
             .join(ReleaseDocs, ReleaseDocs.release_id == Release.id)
-            .where(Project.index_id == index.id, Project.name == canonicalize_name(project))
+            .where(Project.index_id.in_(order), Project.name == name)
         )
     ).all()
-    name = canonicalize_name(project)
+    # Per version, the nearest index's docs (the release a derived index shows first).
+    nearest: dict[str, Any] = {}
+    for row in sorted(rows, key=lambda r: order[r.index_id]):
+        nearest.setdefault(row.version, row)
+
+    def served(row: Any) -> ServedDocs:
+        return ServedDocs(name, row.version, row.sha256, row.uploaded_at, paths[row.index_id])
+
     if version == LATEST:
-        candidates = [row for row in rows if not row.yanked]
+        candidates = [row for row in nearest.values() if not row.yanked]
         if not candidates:
             return None
-        row = max(candidates, key=lambda r: _version_key(r.version))
-        return ServedDocs(name, row.version, row.sha256, row.uploaded_at)
+        return served(max(candidates, key=lambda r: _version_key(r.version)))
     wanted = _version_key(version) if _valid(version) else None
-    for row in rows:
+    for row in sorted(nearest.values(), key=lambda r: order[r.index_id]):
         if row.version == version or (wanted is not None and _version_key(row.version) == wanted):
-            return ServedDocs(name, row.version, row.sha256, row.uploaded_at)
+            return served(row)
     return None
 
 

@@ -1,7 +1,8 @@
 """Documentation: stored from devpi's `:action=doc_upload` (the upload view hands such
 a form here once it has streamed the zip to a temp file), served out of the zip under
 `/{user}/{index}/{project}/{version}/+doc/{path}` (`latest` for the newest non-yanked
-release with documentation).
+release with documentation). A derived index serves the docs of releases it inherits
+from its bases (the nearest base holding them), to those who may read that base.
 
 Doc pages are untrusted HTML uploaded by any uploader of an index. Every answer on a
 doc path carries `Content-Security-Policy: sandbox allow-scripts allow-popups
@@ -30,7 +31,7 @@ from lockgate.docs.services import check_docs, find_docs, parse_docs_form, store
 from lockgate.errors import LockgateError, NotFound
 from lockgate.http.files import if_none_match
 from lockgate.indexes.access import require_read
-from lockgate.indexes.services import IndexView, require_index
+from lockgate.indexes.services import IndexView, require_index, resolve_chain
 from lockgate.storage.blobs import BLOBS, Digests
 
 SANDBOX_CSP = "sandbox allow-scripts allow-popups allow-forms"
@@ -99,9 +100,15 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     db = request.app[DATABASE]
     async with db.read() as session:
         index = await require_index(session, user, name)
-        docs = None if index.is_mirror else await find_docs(session, index, project, version)
+        chain = [] if index.is_mirror else await resolve_chain(session, index)
+        docs = await find_docs(session, chain, project, version)
     if docs is None:
         raise NotFound(f"no documentation for {project} {version} on index {user}/{name}")
+    if docs.holder != index.path:
+        # Inherited from a base: whoever may not read that base does not read its docs
+        # through a derived index either (401/403 naming the base).
+        holder_user, holder_name = docs.holder.split("/", 1)
+        await require_read(request, holder_user, holder_name)
     path = request.app[BLOBS].path(docs.sha256)
     if not path.is_file():
         raise NotFound(f"the documentation of {project} {docs.version} is missing on this server")

@@ -1,5 +1,10 @@
 """Changelog entry kinds of the packages domain: files added to and removed from
-stage indexes, releases yanked and deleted, projects deleted."""
+stage indexes, releases yanked and deleted, projects deleted.
+
+A deleted release leaves a mark (`DeletedRelease`: who, when) that the project page
+shows; the appliers write it, so it is made in the entry's transaction on every node
+(the primary, a replica, an import, a replay), and an upload of that version again
+clears it. `packages/deleted.py` derives the same marks from an older changelog."""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from packaging.utils import canonicalize_name
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockgate.changelog.payloads import Payload
+from lockgate.changelog.payloads import Payload, current_entry
 from lockgate.changelog.registry import EntryRegistry
+from lockgate.changelog.writer import utcnow_iso
 from lockgate.indexes.entries import index_paths, index_row
-from lockgate.packages.models import Project, Release, ReleaseFile
+from lockgate.packages.models import DeletedRelease, Project, Release, ReleaseFile
 
 
 async def _project(session: AsyncSession, index_id: int, project: str) -> Project | None:
@@ -79,6 +85,13 @@ class FileAdd(Payload):
             await session.flush()
         else:
             project.display_name = self.project
+        await session.execute(
+            delete(DeletedRelease).where(
+                DeletedRelease.index_id == index.id,
+                DeletedRelease.project == project.name,
+                DeletedRelease.version == self.version,
+            )
+        )
         release = await _release(session, project.id, self.version)
         if release is None:
             release = Release(
@@ -116,15 +129,46 @@ class FileAdd(Payload):
         await session.flush()
 
 
-async def _drop_empty_release(session: AsyncSession, release_id: int) -> None:
-    """A release without files goes; its project stays, even with no releases
-    left, as a tombstone that keeps mirror releases of the name hidden
-    (dependency confusion, docs/reliability.md DC-7) until `project.delete`."""
+async def _drop_empty_release(
+    session: AsyncSession, release_id: int, deleted_at: str | None
+) -> None:
+    """A release without files goes (marked deleted: its last file was); its project
+    stays, even with no releases left, as a tombstone that keeps mirror releases of
+    the name hidden (dependency confusion, docs/reliability.md DC-7) until
+    `project.delete`."""
     left = (
         await session.execute(select(ReleaseFile.id).where(ReleaseFile.release_id == release_id))
     ).first()
     if left is None:
+        release = await session.get(Release, release_id)
+        project = await session.get(Project, release.project_id) if release else None
+        if release is not None and project is not None:
+            await _mark_deleted(session, project, release.version, deleted_at)
         await session.execute(delete(Release).where(Release.id == release_id))
+
+
+async def _mark_deleted(
+    session: AsyncSession, project: Project, version: str, deleted_at: str | None
+) -> None:
+    """Record `version` of `project` as deleted by the entry being applied (its actor;
+    the time the service wrote into the payload, else the entry's own)."""
+    entry = current_entry(session)
+    at = deleted_at or (entry.created_at if entry is not None else utcnow_iso())
+    mark = (
+        await session.execute(
+            select(DeletedRelease).where(
+                DeletedRelease.index_id == project.index_id,
+                DeletedRelease.project == project.name,
+                DeletedRelease.version == version,
+            )
+        )
+    ).scalar_one_or_none()
+    if mark is None:
+        mark = DeletedRelease(index_id=project.index_id, project=project.name, version=version)
+        session.add(mark)
+    mark.display_name = project.display_name
+    mark.deleted_at = at
+    mark.deleted_by = entry.actor if entry is not None else None
 
 
 @dataclass(frozen=True)
@@ -133,6 +177,7 @@ class FileDelete(Payload):
     user: str
     index: str
     filename: str
+    deleted_at: str | None = None  # as for `release.delete` (used when it was the last file)
 
     async def apply(self, session: AsyncSession) -> None:
         index = await index_row(session, self.user, self.index)
@@ -146,7 +191,7 @@ class FileDelete(Payload):
         if file is None:
             return
         await session.execute(delete(ReleaseFile).where(ReleaseFile.id == file.id))
-        await _drop_empty_release(session, file.release_id)
+        await _drop_empty_release(session, file.release_id, self.deleted_at)
 
 
 @dataclass(frozen=True)
@@ -156,11 +201,18 @@ class ReleaseDelete(Payload):
     index: str
     project: str
     version: str
+    # When it was deleted (written by the service; entries from before it existed use
+    # the entry's time): an import re-records entries at its own time, the mark keeps
+    # the original one.
+    deleted_at: str | None = None
 
     async def apply(self, session: AsyncSession) -> None:
-        release = await _find_release(session, self.user, self.index, self.project, self.version)
-        if release is None:
+        index = await index_row(session, self.user, self.index)
+        project = await _project(session, index.id, self.project)
+        release = await _release(session, project.id, self.version) if project else None
+        if project is None or release is None:
             return
+        await _mark_deleted(session, project, release.version, self.deleted_at)
         await session.execute(delete(ReleaseFile).where(ReleaseFile.release_id == release.id))
         await session.execute(delete(Release).where(Release.id == release.id))
 
@@ -173,12 +225,18 @@ class ProjectDelete(Payload):
     user: str
     index: str
     project: str
+    deleted_at: str | None = None  # as for `release.delete`
 
     async def apply(self, session: AsyncSession) -> None:
         index = await index_row(session, self.user, self.index)
         project = await _project(session, index.id, self.project)
         if project is None:
             return
+        versions = (
+            await session.execute(select(Release.version).where(Release.project_id == project.id))
+        ).scalars()
+        for version in sorted(versions):
+            await _mark_deleted(session, project, version, self.deleted_at)
         release_ids = select(Release.id).where(Release.project_id == project.id)
         await session.execute(delete(ReleaseFile).where(ReleaseFile.release_id.in_(release_ids)))
         await session.execute(delete(Release).where(Release.project_id == project.id))
@@ -211,7 +269,19 @@ async def digest(session: AsyncSession) -> dict[str, Any]:
     projects = {p.id: p for p in (await session.execute(select(Project))).scalars()}
     releases = {r.id: r for r in (await session.execute(select(Release))).scalars()}
     files = (await session.execute(select(ReleaseFile))).scalars()
+    marks = (await session.execute(select(DeletedRelease))).scalars()
     return {
+        "deleted_releases": sorted(
+            (
+                indexes[m.index_id],
+                m.project,
+                m.display_name,
+                m.version,
+                m.deleted_at,
+                m.deleted_by or "",
+            )
+            for m in marks
+        ),
         "projects": sorted(
             (indexes[p.index_id], p.name, p.display_name) for p in projects.values()
         ),

@@ -50,3 +50,24 @@ class ReleaseFile(Base):
     core_metadata_sha256: Mapped[str | None] = mapped_column(String(64))
     upload_time: Mapped[str] = mapped_column(String(32))
     uploader: Mapped[str | None] = mapped_column(String(64))
+
+
+class DeletedRelease(Base):
+    """A release deleted from a stage index (`release.delete`, every release of a
+    `project.delete`, or a release whose last file a `file.delete` removed): what the
+    project page shows as "deleted", with when and by whom. Kept by the packages
+    appliers in the entry's transaction, so it is the same on replicas, after a replay
+    and after an import; a new upload of the version (volatile index) removes it.
+    Keyed by names, not by the project row, which a project delete removes; the index
+    going takes its marks along."""
+
+    __tablename__ = "deleted_releases"
+    __table_args__ = (UniqueConstraint("index_id", "project", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    index_id: Mapped[int] = mapped_column(Integer, ForeignKey("indexes.id", ondelete="CASCADE"))
+    project: Mapped[str] = mapped_column(String(255))  # PEP 503 normalized
+    display_name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255))
+    deleted_at: Mapped[str] = mapped_column(String(32))
+    deleted_by: Mapped[str | None] = mapped_column(String(64))

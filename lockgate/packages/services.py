@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.accounts.services import require_self_or_root
 from lockgate.changelog.codec import Actor
-from lockgate.changelog.writer import record
+from lockgate.changelog.writer import record, utcnow_iso
 from lockgate.errors import Forbidden, NotFound
 from lockgate.indexes.models import Index
 from lockgate.indexes.services import IndexView, require_index, require_upload_permission
@@ -21,7 +21,7 @@ from lockgate.packages.entries import (
     ReleaseDelete,
     ReleaseYank,
 )
-from lockgate.packages.models import Project, Release, ReleaseFile
+from lockgate.packages.models import DeletedRelease, Project, Release, ReleaseFile
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,13 @@ async def delete_release(
         raise Forbidden(f"index {index.path} is not volatile: releases cannot be deleted from it")
     await record(
         session,
-        ReleaseDelete(user=index.user, index=index.name, project=project, version=version),
+        ReleaseDelete(
+            user=index.user,
+            index=index.name,
+            project=project,
+            version=version,
+            deleted_at=utcnow_iso(),
+        ),
         actor,
     )
 
@@ -149,7 +155,11 @@ async def delete_file(
     require_upload_permission(actor.name, index, found.project)
     if not index.volatile:
         raise Forbidden(f"index {index.path} is not volatile: files cannot be deleted from it")
-    await record(session, FileDelete(user=index.user, index=index.name, filename=filename), actor)
+    await record(
+        session,
+        FileDelete(user=index.user, index=index.name, filename=filename, deleted_at=utcnow_iso()),
+        actor,
+    )
 
 
 async def delete_project(
@@ -170,7 +180,11 @@ async def delete_project(
             f"index {index.path} is not volatile: project {project} still has "
             f"{len(releases)} release(s) and cannot be deleted"
         )
-    await record(session, ProjectDelete(user=index.user, index=index.name, project=project), actor)
+    await record(
+        session,
+        ProjectDelete(user=index.user, index=index.name, project=project, deleted_at=utcnow_iso()),
+        actor,
+    )
     return index
 
 
@@ -227,3 +241,52 @@ async def release_state(
         raise NotFound(f"release {project} {version} not found on index {index.path}")
     files = await release_files(session, user, name, project, version)
     return ReleaseState(index, canonicalize_name(project), version, bool(row[0]), row[1], files)
+
+
+@dataclass(frozen=True)
+class DeletedMark:
+    """A release deleted from a stage index, as the project page shows it."""
+
+    index: str  # user/index
+    index_id: int
+    project: str  # normalized
+    display_name: str
+    version: str
+    deleted_at: str
+    deleted_by: str | None
+
+
+async def deleted_releases(
+    session: AsyncSession, indexes: list[IndexView], project: str
+) -> list[DeletedMark]:
+    """The deleted-release marks of `project` on these indexes (one query), in the
+    order of `indexes` (nearest first), each index's newest deletion first."""
+    stage = {index.id: index for index in indexes if not index.is_mirror}
+    if not stage:
+        return []
+    rows = (
+        (
+            await session.execute(
+                select(DeletedRelease).where(
+                    DeletedRelease.index_id.in_(stage),
+                    DeletedRelease.project == canonicalize_name(project),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    order = {index_id: position for position, index_id in enumerate(stage)}
+    rows = sorted(rows, key=lambda row: row.deleted_at, reverse=True)
+    return [
+        DeletedMark(
+            stage[row.index_id].path,
+            row.index_id,
+            row.project,
+            row.display_name,
+            row.version,
+            row.deleted_at,
+            row.deleted_by,
+        )
+        for row in sorted(rows, key=lambda row: order[row.index_id])
+    ]

@@ -113,6 +113,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"/{U}/{I}/+manage/hooks", hook_forms.add_hook_post)
     r.add_get(f"/{U}/{I}/+manage/hooks/{{hook:{NAME}}}", hook_forms.hook_page)
     r.add_post(f"/{U}/{I}/+manage/hooks/{{hook:{NAME}}}/delete", hook_forms.delete_hook_post)
+    # Any delivery id reaches the form, so a wrong one gets the hook's page saying so.
+    r.add_post(
+        f"/{U}/{I}/+manage/hooks/{{hook:{NAME}}}/deliveries/{{delivery:[^/]{{1,100}}}}/resend",
+        hook_forms.resend_delivery_post,
+    )
     managed = f"/{U}/{I}/{{project:{PROJECT}}}/{{version:{RELEASE_VERSION}}}/+manage"
     r.add_get(managed, release_forms.release_page, name="manage_release")
     r.add_post(f"{managed}/yank", release_forms.yank_post)

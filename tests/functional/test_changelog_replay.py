@@ -151,6 +151,7 @@ def test_state_equals_replay_of_changelog(
     assert serials == list(range(1, live_serial + 1)), "serials must be gapless from 1"
     live, replayed = asyncio.run(_digest(source)), asyncio.run(_digest(target))
     assert live["files"], "the scenario should leave files behind"
+    assert live["deleted_releases"], "the scenario deletes a release: its mark replays too"
     assert live["mirror_files"] and live["mirror_links"] and live["mirror_project_lists"]
     assert [n[:3] for n in live["namespaces"]] == [("shared", "shared-", "alice")]
     assert replayed == live

@@ -559,8 +559,9 @@ def test_a_pushed_release_takes_its_docs(
 def test_release_pages_link_to_their_docs(
     make_server: Callable[..., LockgateServer], tmp_path: Path
 ) -> None:
-    """The release page (browser) links the docs of the index holding the release, also
-    when seen through an index that inherits it; a release without docs says so."""
+    """The release page (browser) links the docs of the release, also when seen through
+    an index that inherits it (under that index's path, DOC-12); a release without docs
+    says so."""
     server = make_server()
     set_up(server, tmp_path, "1.0", "2.0")
     server.create_index("alice/child", ALICE, bases=["alice/dev"])
@@ -569,7 +570,7 @@ def test_release_pages_link_to_their_docs(
     for index in ("alice/dev", "alice/child"):
         page = server.get(f"/{index}/acme-utils/1.0", headers=browser)
         assert page.status_code == 200, page.text
-        assert 'href="/alice/dev/acme-utils/1.0/+doc/"' in page.text, index
+        assert f'href="/{index}/acme-utils/1.0/+doc/"' in page.text, index
         without = server.get(f"/{index}/acme-utils/2.0", headers=browser)
         assert "+doc/" not in without.text and "none uploaded" in without.text
 
@@ -588,3 +589,73 @@ def test_documentation_text_is_searchable_at_once(
     )
     assert found.status_code == 200, found.text
     assert [hit["project"] for hit in found.json()["results"]] == ["acme-utils"], found.json()
+
+
+def test_docs_are_inherited_through_bases_for_those_who_may_read_the_base(
+    make_server: Callable[..., LockgateServer], tmp_path: Path
+) -> None:
+    """docs/reliability.md DOC-12: a release alice/child sees through its base alice/dev
+    has its docs served under alice/child (versions and `latest`, the same sandbox), its
+    project and release pages link them there; the nearest index holding docs of a
+    version wins; a private base's docs are read through the derived index only by those
+    who may read the base (a token limited to the derived index ⇒ 403 naming the base),
+    while the derived index's own docs stay readable; nothing is served for a version
+    without docs."""
+    server = make_server()
+    set_up(server, tmp_path, "1.0", "2.0", "3.0")
+    server.create_user(*BOB)
+    server.create_index("alice/child", ALICE, bases=["alice/dev"])
+    assert post_docs(server, "alice/dev", "acme-utils", "1.0", doc_zip()).status_code == 200
+    two = doc_zip(**{"index.html": "<html><body>Version two docs</body></html>"})
+    assert post_docs(server, "alice/dev", "acme-utils", "2.0", two).status_code == 200
+    child = "/alice/child/acme-utils"
+
+    page = get(server, f"{child}/1.0/+doc/index.html")  # checks the sandbox headers exactly
+    assert page.status_code == 200 and page.text == INDEX_HTML
+    assert get(server, f"{child}/1.0/+doc/api/").text.endswith("frobnicate</p></body></html>")
+    assert get(server, f"{child}/latest/+doc/").text == "<html><body>Version two docs</body></html>"
+    bare = get(server, f"{child}/2.0/+doc")
+    assert bare.status_code == 302 and bare.headers["Location"] == f"{child}/2.0/+doc/"
+    missing = get(server, f"{child}/3.0/+doc/")
+    assert missing.status_code == 404 and "no documentation for acme-utils 3.0" in missing.text
+    assert get(server, f"{child}/9.9/+doc/").status_code == 404
+    assert get(server, f"{child}/1.0/+doc/nope.html").status_code == 404
+
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    project_page = server.get(child, headers=browser)
+    assert project_page.status_code == 200
+    assert f'href="{child}/1.0/+doc/"' in project_page.text
+    assert f'href="{child}/2.0/+doc/"' in project_page.text
+    assert f'href="{child}/3.0/+doc/"' not in project_page.text
+    release_page = server.get(f"{child}/2.0", headers=browser)
+    assert f'href="{child}/2.0/+doc/"' in release_page.text
+
+    # The nearest index's docs win: alice/child uploads 2.0 and its own docs.
+    upload_wheel(server, "alice/child", tmp_path / "child", "acme-utils", "2.0")
+    own = doc_zip(**{"index.html": "<html><body>Child docs</body></html>"})
+    assert post_docs(server, "alice/child", "acme-utils", "2.0", own).status_code == 200
+    assert get(server, f"{child}/2.0/+doc/").text == "<html><body>Child docs</body></html>"
+    assert get(server, f"{child}/latest/+doc/").text == "<html><body>Child docs</body></html>"
+    base_two = get(server, "/alice/dev/acme-utils/2.0/+doc/").text
+    assert base_two == "<html><body>Version two docs</body></html>"
+
+    # A private base (its derived index may be no more readable, the index rule): the
+    # docs it holds are read through the child only by those who may read the base; a
+    # token limited to alice/child reads the child's own docs, not the base's.
+    for index in ("alice/child", "alice/dev"):
+        private = server.request("PATCH", f"/{index}", auth=ALICE, json={"acl_read": ["alice"]})
+        assert private.status_code == 200, private.text
+    assert get(server, f"{child}/1.0/+doc/index.html").status_code == 401
+    assert get(server, f"{child}/1.0/+doc/index.html", auth=BOB).status_code == 403
+    assert get(server, f"{child}/1.0/+doc/index.html", auth=ALICE).text == INDEX_HTML
+    token = server.request(
+        "POST", "/alice/+tokens", auth=ALICE,
+        json={"name": "child-only", "scopes": ["read"], "indexes": ["alice/child"]},
+    )  # fmt: skip
+    assert token.status_code == 201, token.text
+    limited = ("alice", token.json()["result"]["token"])
+    own_docs = get(server, f"{child}/2.0/+doc/", auth=limited)
+    assert own_docs.text == "<html><body>Child docs</body></html>"
+    refused = get(server, f"{child}/1.0/+doc/index.html", auth=limited)
+    assert refused.status_code == 403 and "alice/dev" in refused.text
+    no_server_errors(server)

@@ -7,6 +7,7 @@ changes nothing; the API never accepts the cookie."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -708,6 +709,82 @@ def test_hook_forms_add_list_deliveries_and_remove(
         )  # fmt: skip
         assert refused.status_code == 400 and "hook_allow" in refused.text
         assert server.request("GET", "/alice/dev/+hooks", auth=ALICE).json()["result"] == []
+    finally:
+        receiver.stop()
+
+
+def test_hook_page_resends_an_undelivered_delivery_through_the_api_service(
+    make_server: Any, clients: Clients, tmp_path: Path
+) -> None:
+    """docs/reliability.md WM-10: a delivery the receiver did not take (it was down) gets a
+    Resend form with the session's CSRF token; sending it queues the delivery again, as the
+    API's resend does, and the receiver gets it with the same delivery id. An unknown
+    delivery ⇒ 404 naming it, another user ⇒ 403, a missing token ⇒ 403, nothing queued."""
+    receiver = CIReceiver("generic", secret="s3cret-hook")  # not started: down
+    try:
+        server: LockgateServer = make_server(hook_allow="127.0.0.1")
+        server.create_user(*ALICE)
+        server.create_user(*BOB)
+        server.create_index("alice/dev", ALICE)
+        hook = {"kind": "generic", "url": receiver.url, "secret": "s3cret-hook",
+                "events": ["upload"]}  # fmt: skip
+        assert server.request("PUT", "/alice/dev/+hooks/ci", auth=ALICE, json=hook).ok
+        wheel = make_wheel(tmp_path, "resent-web", "1.0")
+        assert clients.twine_upload(f"{server.url}/alice/dev/", [wheel], *ALICE).returncode == 0
+
+        def deliveries() -> list[dict[str, Any]]:
+            found = server.request("GET", "/alice/dev/+hooks/ci/deliveries", auth=ALICE)
+            return list(found.json()["result"])
+
+        wait_until(
+            lambda: [d["attempts"] for d in deliveries()] == [1], "a failed attempt", timeout=60
+        )
+        (delivery,) = deliveries()
+        assert delivery["status"] == "pending"
+        alice = Browserish(server)
+        alice.login(*ALICE)
+        page = alice.get("/alice/dev/+manage/hooks/ci")
+        action = f"/alice/dev/+manage/hooks/ci/deliveries/{delivery['id']}/resend"
+        assert page.status_code == 200 and f'action="{action}"' in page.text
+        form = page.text[page.text.index(f'action="{action}"') :]
+        csrf = CSRF_RE.search(form)
+        assert csrf and csrf.group(1) == alice.csrf("/alice/dev/+manage/hooks/ci")
+        # The bad paths first: nothing is queued again by any of them.
+        bob = Browserish(server)
+        bob.login(*BOB)
+        bobs = bob.csrf("/bob/+manage")
+        refused = bob.post(action, {"csrf_token": bobs})
+        assert refused.status_code == 403 and "may not manage" in refused.text
+        no_token = alice.post(action, {"csrf_token": ""})
+        assert no_token.status_code == 403 and "nothing was changed" in no_token.text
+        unknown = "00000000-0000-0000-0000-000000000000"
+        missing = alice.post(
+            f"/alice/dev/+manage/hooks/ci/deliveries/{unknown}/resend",
+            {"csrf_token": csrf.group(1)},
+        )
+        assert missing.status_code == 404
+        assert f"hook ci of alice/dev has no delivery {unknown}" in missing.text
+        no_hook = alice.post(
+            f"/alice/dev/+manage/hooks/nope/deliveries/{delivery['id']}/resend",
+            {"csrf_token": csrf.group(1)},
+        )
+        assert no_hook.status_code == 404 and "has no hook &#39;nope&#39;" in no_hook.text
+        assert [d["status"] for d in deliveries()] == ["pending"]
+        assert receiver.received == []
+        # The receiver is back; the form sends the delivery again.
+        receiver.start()
+        resent = alice.post(action, {"csrf_token": csrf.group(1)})
+        assert resent.status_code == 303, resent.text
+        assert resent.headers["Location"] == "/alice/dev/+manage/hooks/ci?done=resent"
+        assert "queued to be sent again" in alice.get(resent.headers["Location"]).text
+        wait_until(lambda: len(receiver.received) >= 1, "the resent delivery", timeout=60)
+        body = receiver.received[0].body
+        assert json.loads(body)["delivery"] == delivery["id"]
+        wait_until(
+            lambda: [d["status"] for d in deliveries()] == ["delivered"], "delivered", timeout=60
+        )
+        # Delivered: no Resend button any more.
+        assert f'action="{action}"' not in alice.get("/alice/dev/+manage/hooks/ci").text
     finally:
         receiver.stop()
 
