@@ -26,7 +26,7 @@ from lockgate.changelog.models import ChangelogEntry
 from lockgate.changelog.payloads import Payload
 from lockgate.changelog.registry import notify_observers
 from lockgate.db.models import ServerState
-from lockgate.db.session import Database
+from lockgate.db.session import Database, note_entry
 from lockgate.db.state import STATE_ROW
 
 
@@ -82,6 +82,7 @@ async def record(session: AsyncSession, payload: Payload, actor: Actor) -> int:
     )
     state.serial = serial
     state.last_hash = new_hash
+    note_entry(session, serial, payload.CACHE_ONLY)
     await payload.apply(session)
     await notify_observers(session, payload)
     await session.flush()
