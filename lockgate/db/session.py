@@ -137,6 +137,13 @@ def note_entry(session: AsyncSession, serial: int, cache_only: bool) -> None:
         info[_CACHE_ONLY] = info[_CACHE_ONLY] and cache_only
 
 
+def cache_only_so_far(session: AsyncSession) -> bool:
+    """Whether this transaction has recorded entries and all of them only cache
+    upstream data: rows such entries never change (indexes) may then be remembered
+    for the rest of the transaction (a group commit of many mirror entries)."""
+    return bool(session.info.get(_CACHE_ONLY, False))
+
+
 async def _current_serial(session: AsyncSession) -> int:
     state = (await session.execute(select(ServerState.serial))).scalar_one_or_none()
     return state or 0

@@ -93,12 +93,10 @@ async def serve_app(
         await site.start()
         if ready is not None:
             ready()
-        # What start-up allocated and dropped (the migration check, the app's set-up)
-        # goes back to the system, and so, every few seconds, does what requests freed.
-        gc.collect()
-        gc.freeze()
-        trim_malloc()
-        trimmer = asyncio.create_task(trim_periodically(TRIM_SECONDS))
+        # What start-up allocated and dropped (the schema check, the app's set-up) goes
+        # back to the system a moment after the first answers, and so, every few
+        # seconds, does what requests freed (not before: start-up waits for nothing).
+        trimmer = asyncio.create_task(trim_periodically(TRIM_SECONDS, first=TRIM_FIRST_SECONDS))
         await stop.wait()
     finally:
         if trimmer is not None:
@@ -123,6 +121,7 @@ def limit_malloc_arenas() -> None:
 
 
 TRIM_SECONDS = 10.0
+TRIM_FIRST_SECONDS = 2.0
 _libc: Any = None
 
 
@@ -142,11 +141,13 @@ def trim_malloc() -> None:
         _libc.malloc_trim(0)
 
 
-async def trim_periodically(seconds: float) -> None:
-    """`trim_malloc` every `seconds`, in a thread (it holds the heap's lock briefly)."""
+async def trim_periodically(seconds: float, *, first: float) -> None:
+    """`trim_malloc` after `first` seconds, then every `seconds`, in a thread (it holds
+    the heap's lock briefly)."""
+    await asyncio.sleep(first)
     while True:
-        await asyncio.sleep(seconds)
         await asyncio.to_thread(trim_malloc)
+        await asyncio.sleep(seconds)
 
 
 def _die_with_parent() -> None:
