@@ -53,7 +53,7 @@ def in_child_process(work: Callable[[], None]) -> None:
 
     `serve` initialises a new server directory this way: the migrations import
     Alembic and Mako and the bootstrap builds its own engine, ~10 MiB that a server
-    process would otherwise carry for its whole life (bench/README.md, "Memory").
+    process would otherwise carry for its whole life (bench/README.md, "Second pass").
     Called before any thread starts. Where there is no fork, `work` runs here."""
     if not hasattr(os, "fork"):
         work()

@@ -7,7 +7,7 @@ on the event loop. On a loaded machine each wake-up waits for the scheduler, so 
 short statement cost ~1 ms of latency per step, and a write transaction of a few
 dozen statements (a mirrored page with its search row) held the write lock for tens
 of milliseconds, most of it waiting for threads to be scheduled (bench/README.md,
-"Cold path").
+"Second pass").
 
 This dialect's cursor does the whole statement in one call on the connection's
 thread (cursor, execute, fetchall, close) and hands back the rows, the
