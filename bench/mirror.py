@@ -700,9 +700,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp directory (logs)")
     args = p.parse_args(argv)
     if args.quick:
-        args.projects, args.versions, args.large_mib, args.requirements = 30, 1, 8, 8
-        args.cold_runs, args.warm_runs, args.rounds = 1, 1, 1
-        args.duration, args.warmup, args.uploaders = 2, 0.5, 4
+        given = set(sys.argv[1:] if argv is None else argv)
+        quick = {
+            "projects": 30,
+            "versions": 1,
+            "large_mib": 8,
+            "requirements": 8,
+            "cold_runs": 1,
+            "warm_runs": 1,
+            "rounds": 1,
+            "duration": 2,
+            "warmup": 0.5,
+            "uploaders": 4,
+        }
+        for key, value in quick.items():
+            # An option given on the command line wins (`--quick --cold-runs 3`).
+            if not any(arg.split("=")[0] == "--" + key.replace("_", "-") for arg in given):
+                setattr(args, key, value)
     return args
 
 

@@ -12,22 +12,30 @@ from __future__ import annotations
 import asyncio
 import email.message
 import hashlib
+import importlib
 from collections import OrderedDict
+from types import ModuleType
 
-import readme_renderer.markdown
-import readme_renderer.rst
-import readme_renderer.txt
 from markupsafe import Markup
 
 # Warehouse's table: no content type (or an empty one) means reStructuredText, an
-# unknown one plain text.
+# unknown one plain text. The renderers (readme_renderer with docutils, Pygments and
+# the Markdown parsers: ~6 MiB of memory in every worker, and a noticeable share of
+# start-up) are imported on the first description rendered, not when the server starts.
 _RENDERERS = {
-    None: readme_renderer.rst,
-    "": readme_renderer.rst,
-    "text/plain": readme_renderer.txt,
-    "text/x-rst": readme_renderer.rst,
-    "text/markdown": readme_renderer.markdown,
+    None: "readme_renderer.rst",
+    "": "readme_renderer.rst",
+    "text/plain": "readme_renderer.txt",
+    "text/x-rst": "readme_renderer.rst",
+    "text/markdown": "readme_renderer.markdown",
 }
+_PLAIN = "readme_renderer.txt"
+
+
+def _renderer(module: str) -> ModuleType:
+    return importlib.import_module(module)
+
+
 # Descriptions at least this long are rendered off the event loop.
 THREAD_ABOVE_CHARS = 4096
 CACHE_ENTRIES = 512
@@ -46,7 +54,7 @@ def _content_type(header: str | None) -> tuple[str | None, dict[str, str]]:
 def render_description(text: str, content_type: str | None) -> str:
     """Sanitized HTML for a description, exactly as Warehouse builds it."""
     kind, params = _content_type(content_type)
-    renderer = _RENDERERS.get(kind, readme_renderer.txt)
+    renderer = _renderer(_RENDERERS.get(kind, _PLAIN))
     try:
         rendered = renderer.render(text, **params)
     except Exception:  # noqa: BLE001 - a renderer crash falls back to plain text, as below
@@ -55,7 +63,7 @@ def render_description(text: str, content_type: str | None) -> str:
         rendered = f"<pre>{rendered}</pre>"
     if rendered is None:
         # Could not be rendered (e.g. invalid reST): plain text, sanitized by the renderer.
-        rendered = f"<pre>{readme_renderer.txt.render(text)}</pre>"
+        rendered = f"<pre>{_renderer(_PLAIN).render(text)}</pre>"
     return str(rendered)
 
 

@@ -54,19 +54,28 @@ class Lookup:
 
 
 async def lookup_project(
-    db: Database, mirror: MirrorService, user: str, name: str, project: str
+    db: Database,
+    mirror: MirrorService,
+    user: str,
+    name: str,
+    project: str,
+    index_chain: tuple[IndexView, list[IndexView]] | None = None,
 ) -> Lookup:
+    """`index_chain`: the index and its chain when the caller has them (remembered)."""
     normalized = canonicalize_name(project)
     async with db.read() as session:
-        index = await require_index(session, user, name)
-        chain = await resolve_chain(session, index)
+        if index_chain is None:
+            index = await require_index(session, user, name)
+            chain = await resolve_chain(session, index)
+        else:
+            index, chain = index_chain
         consult = await mirrors_to_consult(session, chain, normalized)
         has_mirror = any(i.is_mirror for i in chain)
         reserved = await namespace_of(session, normalized) if has_mirror else None
     result = Lookup(index=index, view=None, mirrors=consult, reserved=reserved)
     await confirm_mirrors(mirror, consult, normalized, result, via=index.path)
     async with db.read() as session:
-        result.view = await project_files(session, chain, normalized)
+        result.view = await project_files(session, chain, normalized, consult)
     return result
 
 

@@ -83,16 +83,20 @@ async def mirrors_to_consult(
     if not mirrors:
         return []
     stages = {index.id: index for index in chain if not index.is_mirror}
-    holders = [
-        stages[index_id]
-        for index_id in (
-            await session.execute(
-                select(Project.index_id).where(
-                    Project.index_id.in_(stages), Project.name == canonicalize_name(project)
+    holders = (
+        [
+            stages[index_id]
+            for index_id in (
+                await session.execute(
+                    select(Project.index_id).where(
+                        Project.index_id.in_(stages), Project.name == canonicalize_name(project)
+                    )
                 )
-            )
-        ).scalars()
-    ]
+            ).scalars()
+        ]
+        if stages
+        else []  # a mirror alone: no stage can hold the name (no query)
+    )
     if not all(holder.whitelists(project) for holder in holders):
         return []
     if await namespace_of(session, project) is not None and not reserved_name_allowed(
@@ -109,20 +113,28 @@ def reserved_name_allowed(chain: list[IndexView], holders: list[IndexView], proj
 
 
 async def project_files(
-    session: AsyncSession, chain: list[IndexView], project: str
+    session: AsyncSession,
+    chain: list[IndexView],
+    project: str,
+    consult: list[IndexView] | None = None,
 ) -> ProjectView | None:
-    """Files of `project` visible from chain[0], or None when no index has it."""
+    """Files of `project` visible from chain[0], or None when no index has it.
+    `consult`: `mirrors_to_consult` as the caller already answered it."""
     normalized = canonicalize_name(project)
     order = {index.id: position for position, index in enumerate(chain)}
     stages = {index.id: index for index in chain if not index.is_mirror}
     rows = (
-        await session.execute(
-            select(Project, Release, ReleaseFile)
-            .join(Release, Release.project_id == Project.id)
-            .join(ReleaseFile, ReleaseFile.release_id == Release.id)
-            .where(Project.index_id.in_(stages), Project.name == normalized)
-        )
-    ).all()
+        (
+            await session.execute(
+                select(Project, Release, ReleaseFile)
+                .join(Release, Release.project_id == Project.id)
+                .join(ReleaseFile, ReleaseFile.release_id == Release.id)
+                .where(Project.index_id.in_(stages), Project.name == normalized)
+            )
+        ).all()
+        if stages
+        else []
+    )
     candidates: list[tuple[int, VisibleFile]] = []
     names: list[tuple[int, str]] = []
     for proj, release, file in rows:
@@ -154,15 +166,21 @@ async def project_files(
         )
     status = status_reason = None
     held = (
-        await session.execute(
-            select(Project.index_id, Project.display_name).where(
-                Project.index_id.in_(stages), Project.name == normalized
+        (
+            await session.execute(
+                select(Project.index_id, Project.display_name).where(
+                    Project.index_id.in_(stages), Project.name == normalized
+                )
             )
-        )
-    ).all()
+        ).all()
+        if stages
+        else []
+    )
     names.extend((order[index_id], display) for index_id, display in held)
     found = bool(held)
-    for mirror in await mirrors_to_consult(session, chain, normalized):
+    if consult is None:
+        consult = await mirrors_to_consult(session, chain, normalized)
+    for mirror in consult:
         page = await _mirror_page(session, mirror, normalized)
         if page is None:
             continue

@@ -98,6 +98,11 @@ class Payload:
     """Base of the frozen dataclasses that are changelog entry payloads."""
 
     KIND: ClassVar[str]
+    # True for kinds that only cache what an upstream said (mirror pages, files,
+    # metadata, lists): committing them leaves indexes, users, namespaces and
+    # permissions as they were, so memos of those outlive the commit
+    # (`Database.config_serial`).
+    CACHE_ONLY: ClassVar[bool] = False
 
     def to_json(self) -> dict[str, Any]:
         plain = to_plain(self)

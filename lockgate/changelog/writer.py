@@ -26,7 +26,7 @@ from lockgate.changelog.models import ChangelogEntry
 from lockgate.changelog.payloads import EntryContext, Payload, applying_entry
 from lockgate.changelog.registry import notify_observers
 from lockgate.db.models import ServerState
-from lockgate.db.session import Database
+from lockgate.db.session import Database, note_entry
 from lockgate.db.state import STATE_ROW
 
 
@@ -83,6 +83,7 @@ async def record(session: AsyncSession, payload: Payload, actor: Actor) -> int:
     )
     state.serial = serial
     state.last_hash = new_hash
+    note_entry(session, serial, payload.CACHE_ONLY)
     with applying_entry(session, EntryContext(serial, created_at, actor.name)):
         await payload.apply(session)
         await notify_observers(session, payload)

@@ -3,6 +3,10 @@ directory that is ready to use (exists, schema current)."""
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -42,6 +46,41 @@ def print_password(result_password: str) -> None:
     click.echo("  Generated password for the 'root' user (shown only this once):")
     click.echo(f"    {result_password}")
     click.echo("")
+
+
+def in_child_process(work: Callable[[], None]) -> None:
+    """Run `work` in a forked child and wait for it; its failure is this command's.
+
+    `serve` initialises a new server directory this way: the migrations import
+    Alembic and Mako and the bootstrap builds its own engine, ~10 MiB that a server
+    process would otherwise carry for its whole life (bench/README.md, "Second pass").
+    Called before any thread starts. Where there is no fork, `work` runs here."""
+    if not hasattr(os, "fork"):
+        work()
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: report like the command would, then leave at once
+        code = 0
+        try:
+            work()
+        except click.ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - anything else is shown as a traceback
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(code)
 
 
 def do_init(

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from lockgate import __version__
-from lockgate.cli.common import SERVERDIR_OPTION, do_init, ready_settings
+from lockgate.cli.common import SERVERDIR_OPTION, do_init, in_child_process, ready_settings
 from lockgate.cli.common import resolve_serverdir as _serverdir
 from lockgate.config import PRIMARY_PASSWORD_REFUSED, load_settings
 
@@ -222,17 +222,27 @@ def serve(
                 f"{path} is not empty and is not a lockgate server directory; refusing to use it"
             )
         if settings.is_replica:
-            from lockgate.serverdir import init_replica
 
-            try:
-                init_replica(settings, db_url_given=db is not None)
-            except ServerDirError as exc:
-                raise click.ClickException(str(exc)) from None
-            click.echo(f"Initialised replica {path} of {settings.primary_url}")
+            def init() -> None:
+                from lockgate.serverdir import init_replica
+
+                try:
+                    init_replica(settings, db_url_given=db is not None)
+                except ServerDirError as exc:
+                    raise click.ClickException(str(exc)) from None
+                click.echo(f"Initialised replica {path} of {settings.primary_url}")
+
         else:
-            do_init(
-                settings, db_given=db is not None, root_password=root_password, upstream=upstream
-            )
+
+            def init() -> None:
+                do_init(
+                    settings,
+                    db_given=db is not None,
+                    root_password=root_password,
+                    upstream=upstream,
+                )
+
+        in_child_process(init)
         settings = load_settings(path, **flags)
     try:
         check_serveable(settings)

@@ -76,7 +76,10 @@ def make_async_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     """Return (read_engine, write_engine). On PostgreSQL both are the same engine."""
     normalized = normalize_url(url)
     if normalized.get_backend_name() == "sqlite":
-        async_url = normalized.set(drivername="sqlite+aiosqlite")
+        # aiosqlite with one thread hop per statement (lockgate/db/sqlite_driver.py).
+        from lockgate.db import sqlite_driver
+
+        async_url = normalized.set(drivername=f"sqlite+{sqlite_driver.DRIVER}")
         reader = create_async_engine(async_url, pool_size=8, max_overflow=8)
         writer = create_async_engine(async_url, pool_size=1, max_overflow=0)
         _install_sqlite_begin(reader.sync_engine, immediate=False)

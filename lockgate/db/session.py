@@ -32,6 +32,11 @@ class Database:
         # database, and queuing here is cheaper than spinning on SQLITE_BUSY.
         self._write_lock = asyncio.Lock() if self.sqlite else None
         self.serial = 0
+        # The serial of the last commit that may have changed anything but cached
+        # upstream data (indexes, users, namespaces, permissions...): memos of those
+        # key on it, so a cold mirror fill (a commit per page or file) does not
+        # empty them. See `note_entry` and `_write_transaction`.
+        self.config_serial = 0
         self._serial_changed = asyncio.Condition()
         self._closing = False
 
@@ -43,7 +48,11 @@ class Database:
     async def load_serial(self) -> int:
         async with self.read() as session:
             state = (await session.execute(select(ServerState))).scalar_one_or_none()
-        await self.note_serial(state.serial if state else 0)
+        serial = state.serial if state else 0
+        if serial > self.serial:
+            # Committed by another process (or not yet noted): anything may have changed.
+            self.config_serial = max(self.config_serial, serial)
+        await self.note_serial(serial)
         return self.serial
 
     async def note_serial(self, serial: int) -> None:
@@ -104,7 +113,35 @@ class Database:
             raise ServiceUnavailable(
                 "the database is unavailable or busy; nothing was changed, try again"
             ) from exc
+        first = session.info.get(_FIRST_SERIAL)
+        cache_only = session.info.get(_CACHE_ONLY, False)
+        # Only cache entries, and no commit by anyone between the last serial this
+        # process knew and this transaction's first entry: configuration memos stay.
+        if not (cache_only and first is not None and first == self.serial + 1):
+            self.config_serial = max(self.config_serial, state_serial)
         await self.note_serial(state_serial)
+
+
+_FIRST_SERIAL = "lockgate.first_serial"
+_CACHE_ONLY = "lockgate.cache_only"
+
+
+def note_entry(session: AsyncSession, serial: int, cache_only: bool) -> None:
+    """The changelog writer tells the transaction what it recorded: its first serial,
+    and whether every entry only cached upstream data (see `Database.config_serial`)."""
+    info = session.info
+    if _FIRST_SERIAL not in info:
+        info[_FIRST_SERIAL] = serial
+        info[_CACHE_ONLY] = cache_only
+    else:
+        info[_CACHE_ONLY] = info[_CACHE_ONLY] and cache_only
+
+
+def cache_only_so_far(session: AsyncSession) -> bool:
+    """Whether this transaction has recorded entries and all of them only cache
+    upstream data: rows such entries never change (indexes) may then be remembered
+    for the rest of the transaction (a group commit of many mirror entries)."""
+    return bool(session.info.get(_CACHE_ONLY, False))
 
 
 async def _current_serial(session: AsyncSession) -> int:

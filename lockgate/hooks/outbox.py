@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +74,23 @@ async def _hooks_by_index(session: AsyncSession) -> dict[str, list[Hook]]:
     return found
 
 
+# Per database: the configuration serial at which there was no hook at all. The
+# sender runs after every commit; while no hook exists (a hook is made by an entry
+# that moves `Database.config_serial`) it then reads nothing (a cold mirror fill
+# commits every few milliseconds).
+_HOOKLESS: weakref.WeakKeyDictionary[Database, int] = weakref.WeakKeyDictionary()
+
+
 async def derive(db: Database, base_url: str) -> int:
     """Add the deliveries owed for entries after this node's cursor; how many."""
+    config_serial = db.config_serial
+    if _HOOKLESS.get(db) == config_serial:
+        return 0
     async with db.read() as session:
         cursor = await session.get(HookCursor, CURSOR_ROW)
         any_hook = (await session.execute(select(Hook.id).limit(1))).first() is not None
+    if cursor is not None and not any_hook:
+        _HOOKLESS[db] = config_serial
     if cursor is not None and (cursor.serial >= db.serial or not any_hook):
         # Without hooks nothing is owed: no write transaction per commit. The cursor
         # stays; a hook made later only counts entries after its own serial.

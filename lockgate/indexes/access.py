@@ -1,7 +1,9 @@
 """Who may read an index's content (`acl_read`), checked before anything of it is
 looked up, so a hidden project and a missing one answer the same.
 
-Readers are remembered per serial, so a cached page of a public index is still
+Readers (and an index with its chain, `index_and_chain`) are remembered per
+configuration serial (`Database.config_serial`: a commit that only caches upstream
+data keeps them), so a cached page of a public index is still
 served without touching the database; a private index costs one authentication
 (a token is a hash lookup, a password a remembered HMAC).
 """
@@ -19,7 +21,7 @@ from lockgate.errors import Forbidden, NotFound, Unauthorized
 from lockgate.http.pagecache import FILES
 from lockgate.http.requests import is_devpi_client
 from lockgate.indexes.config import Readers
-from lockgate.indexes.services import IndexView, get_index
+from lockgate.indexes.services import IndexView, get_index, require_index, resolve_chain
 
 
 def may_read(principal: Principal | None, index_path: str, readers: Readers) -> bool:
@@ -42,7 +44,7 @@ async def readers_of(request: web.Request, user: str, name: str) -> Readers:
     """The index's readers; 404 when there is no such index."""
     db, memo = request.app[DATABASE], request.app[FILES]
     key = ("readers", user, name)
-    serial = db.serial
+    serial = db.config_serial
     readers: Readers | None = memo.get(key, serial)
     if readers is None:
         async with db.read() as session:
@@ -52,6 +54,23 @@ async def readers_of(request: web.Request, user: str, name: str) -> Readers:
         readers = index.readers
         memo.put(key, serial, readers)
     return readers
+
+
+async def index_and_chain(
+    request: web.Request, user: str, name: str
+) -> tuple[IndexView, list[IndexView]]:
+    """The index and its inheritance chain (404 when there is no such index),
+    remembered until the configuration changes, so most requests read neither."""
+    db, memo = request.app[DATABASE], request.app[FILES]
+    key = ("chain", user, name)
+    serial = db.config_serial
+    found: tuple[IndexView, list[IndexView]] | None = memo.get(key, serial)
+    if found is None:
+        async with db.read() as session:
+            index = await require_index(session, user, name)
+            found = (index, await resolve_chain(session, index))
+        memo.put(key, serial, found)
+    return found
 
 
 async def require_read(request: web.Request, user: str, name: str) -> Principal | None:

@@ -14,16 +14,31 @@ from sqlalchemy.schema import DropIndex
 
 from lockgate.changelog.payloads import Payload, applying_foreign
 from lockgate.changelog.registry import EntryRegistry
+from lockgate.db.session import cache_only_so_far
 from lockgate.indexes.models import INDEXES_LOWER_NAME, Index
 
 log = structlog.get_logger("lockgate.indexes")
 
 
+_INDEX_ROWS = "lockgate.index_rows"
+
+
 async def index_row(session: AsyncSession, user: str, name: str) -> Index:
-    """The index an entry names; entries only name indexes that exist at their serial."""
-    return (
+    """The index an entry names; entries only name indexes that exist at their serial.
+
+    Within a transaction of cache-only entries (a group commit of mirror pages and
+    files, none of which changes an index) the row is looked up once."""
+    remember = cache_only_so_far(session)
+    if remember:
+        found: Index | None = session.info.setdefault(_INDEX_ROWS, {}).get((user, name))
+        if found is not None:
+            return found
+    row = (
         await session.execute(select(Index).where(Index.user_name == user, Index.name == name))
     ).scalar_one()
+    if remember:
+        session.info[_INDEX_ROWS][(user, name)] = row
+    return row
 
 
 async def index_paths(session: AsyncSession) -> dict[int, str]:

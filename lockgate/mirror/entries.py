@@ -26,6 +26,7 @@ class MirrorPage(Payload):
     """A cached upstream page replaced: the project row and all its links."""
 
     KIND = "mirror.page"
+    CACHE_ONLY = True
     user: str
     index: str
     project: str
@@ -78,6 +79,7 @@ class MirrorGone(Payload):
     """The upstream no longer has the project: its cached page goes (files stay for gc)."""
 
     KIND = "mirror.gone"
+    CACHE_ONLY = True
     user: str
     index: str
     project: str
@@ -114,6 +116,7 @@ class MirrorFile(Payload):
     """A mirrored file's bytes are in the blob store (with metadata extracted from it)."""
 
     KIND = "mirror.file"
+    CACHE_ONLY = True
     user: str
     index: str
     filename: str
@@ -142,6 +145,7 @@ class MirrorMetadata(Payload):
     """A mirrored file's `.metadata` (PEP 658) is in the blob store."""
 
     KIND = "mirror.metadata"
+    CACHE_ONLY = True
     user: str
     index: str
     filename: str
@@ -167,6 +171,7 @@ class MirrorNoMetadata(Payload):
     pages stop advertising a synthesized `.metadata` for it (docs/reliability.md MC-6)."""
 
     KIND = "mirror.nometadata"
+    CACHE_ONLY = True
     user: str
     index: str
     filename: str
@@ -187,6 +192,7 @@ class MirrorProjectListSet(Payload):
     """The upstream's project list, a blob of newline-separated names."""
 
     KIND = "mirror.projectlist"
+    CACHE_ONLY = True
     user: str
     index: str
     sha256: str

@@ -13,8 +13,7 @@ from lockgate.errors import BadRequest, NotFound
 from lockgate.http.files import StoredFile, blob_response, file_memo_key
 from lockgate.http.pagecache import FILES
 from lockgate.http.requests import api_response, read_json_object
-from lockgate.indexes.access import require_read
-from lockgate.indexes.services import require_index
+from lockgate.indexes.access import index_and_chain, require_read
 from lockgate.mirror.views import serve_mirror_file
 from lockgate.packages.services import (
     delete_file,
@@ -40,11 +39,11 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
         file_memo_key(user, name, filename), db.serial
     )
     if known is None or (want_metadata and not known.metadata_sha256):
-        async with db.read() as session:
-            index = await require_index(session, user, name)
-            found = None if index.is_mirror else await find_own_file(session, index, filename)
+        index, _ = await index_and_chain(request, user, name)
         if index.is_mirror:
             return await serve_mirror_file(request, index, prefix, filename, want_metadata)
+        async with db.read() as session:
+            found = await find_own_file(session, index, filename)
         if found is None:
             raise NotFound(f"file {filename!r} not found on index {user}/{name}")
         known = StoredFile(found.sha256, found.sha256, found.core_metadata_sha256)

@@ -12,9 +12,8 @@ from lockgate.catalog.services import project_names
 from lockgate.db.session import DATABASE
 from lockgate.errors import NotAcceptable, NotFound
 from lockgate.http.files import if_none_match
-from lockgate.http.pagecache import FILES, PAGES, CachedPage
-from lockgate.indexes.access import require_read
-from lockgate.indexes.services import IndexView, require_index, resolve_chain
+from lockgate.http.pagecache import PAGES, CachedPage
+from lockgate.indexes.access import index_and_chain, require_read
 from lockgate.mirror.services import MIRROR
 from lockgate.names import is_valid_project_name
 from lockgate.simple.negotiation import JSON_V1, SERVED, TEXT_HTML, negotiate
@@ -69,7 +68,7 @@ async def simple_list(request: web.Request) -> web.Response:
     await require_read(request, user, name)
     content_type = _content_type(request)
     db, pages = request.app[DATABASE], request.app[PAGES]
-    index, chain = await _index_and_chain(request, user, name)
+    index, chain = await index_and_chain(request, user, name)
     stale = []
     if index.is_mirror and not index.mirror.mirror_no_project_list:
         sha256, unavailable = await request.app[MIRROR].project_lists.current(index)
@@ -87,23 +86,6 @@ async def simple_list(request: web.Request) -> web.Response:
         body = render_json(page) if content_type == JSON_V1 else render_list_html(page)
         cached = pages.put(key, serial, body, content_type)
     return _respond(request, cached, serial, stale)
-
-
-async def _index_and_chain(
-    request: web.Request, user: str, name: str
-) -> tuple[IndexView, list[IndexView]]:
-    """The index and its inheritance chain, remembered for the current serial (they
-    change only with a commit), so a cached listing costs no database read."""
-    db, memo = request.app[DATABASE], request.app[FILES]
-    key = ("chain", user, name)
-    serial = db.serial
-    found: tuple[IndexView, list[IndexView]] | None = memo.get(key, serial)
-    if found is None:
-        async with db.read() as session:
-            index = await require_index(session, user, name)
-            found = (index, await resolve_chain(session, index))
-        memo.put(key, serial, found)
-    return found
 
 
 async def _upstream_list(
@@ -154,7 +136,14 @@ async def simple_project(request: web.Request) -> web.Response:
             cached = None  # the confirmation changed something: build afresh
     if cached is None:
         serial = db.serial
-        found = await lookup_project(db, request.app[MIRROR], user, name, normalized)
+        found = await lookup_project(
+            db,
+            request.app[MIRROR],
+            user,
+            name,
+            normalized,
+            await index_and_chain(request, user, name),
+        )
         page = project_page(found.require(normalized), "../../../../")
         body = render_json(page) if content_type == JSON_V1 else render_project_html(page)
         cached = pages.put(key, serial, body, content_type, tuple(found.mirrors))

@@ -98,6 +98,20 @@ async def store_upload(
     digests: Digests,
     checked: CheckedDistribution,
 ) -> StoredUpload:
+    # The blobs' fsyncs (the file's rename and directory, the metadata's bytes, rename
+    # and directory: three or four, each several milliseconds) used to run under the
+    # write lock, so concurrent uploaders queued behind each other's disk flushes. When
+    # no file of that name is stored yet (the usual case) they are made durable first,
+    # outside the lock; the check below, under the lock, still decides (docs/reliability.md
+    # F-K10: a refusal that raced another upload of the same name leaves an
+    # unreferenced blob, which gc removes).
+    async with db.read() as session:
+        early = await find_own_file(session, index, filename) is None
+    metadata_sha256 = None
+    if early:
+        await asyncio.to_thread(blobs.commit_temp, temp, digests.sha256)
+        if checked.core_metadata is not None:
+            metadata_sha256 = await asyncio.to_thread(blobs.put_bytes, checked.core_metadata)
     async with db.write() as session:
         # Serialize with other writers before looking for the file: otherwise two
         # uploads of one filename both find nothing and both record a `file.add`
@@ -119,13 +133,14 @@ async def store_upload(
                     f"'{existing.sha256}'). Index {index.path} is not volatile, so files "
                     "cannot be overwritten: upload a new version."
                 )
-        # Blobs first (fsynced and renamed), the row second, and only once the upload is
-        # known to be stored: a refused duplicate leaves no blob behind, and a crash or
-        # rollback from here on leaves only an unreferenced blob, which gc removes.
-        await asyncio.to_thread(blobs.commit_temp, temp, digests.sha256)
-        metadata_sha256 = None
-        if checked.core_metadata is not None:
-            metadata_sha256 = await asyncio.to_thread(blobs.put_bytes, checked.core_metadata)
+        # Blobs first (fsynced and renamed), the row second, and, for a name already
+        # stored, only once the upload is known to be stored: a refused duplicate leaves
+        # no blob behind, and a crash or rollback from here on leaves only an
+        # unreferenced blob, which gc removes.
+        if not early:
+            await asyncio.to_thread(blobs.commit_temp, temp, digests.sha256)
+            if checked.core_metadata is not None:
+                metadata_sha256 = await asyncio.to_thread(blobs.put_bytes, checked.core_metadata)
         serial = await record(
             session,
             FileAdd(

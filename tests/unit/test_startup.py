@@ -24,12 +24,14 @@ def test_current_revision_of_an_empty_and_a_migrated_database(tmp_path: object) 
 
 def test_serve_imports_neither_alembic_nor_the_other_commands() -> None:
     """The start-up of `lockgate serve` (and so of every worker) pays for no module it
-    does not use: Alembic, rich's progress bars, the admin commands' client."""
+    does not use: Alembic, rich's progress bars, the admin commands' client, the
+    description renderers (readme_renderer, docutils: imported on first use)."""
     code = (
         "import sys; import lockgate.cli.main, lockgate.server.app, lockgate.server.workers;"
         "from lockgate.serverdir import check_serveable;"
         "print(' '.join(sorted(m for m in sys.modules if m.startswith("
-        "('alembic', 'rich.progress', 'lockgate.cli.admin', 'lockgate.cli.mirror')))))"
+        "('alembic', 'rich.progress', 'lockgate.cli.admin', 'lockgate.cli.mirror',"
+        "'readme_renderer', 'docutils')))))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
