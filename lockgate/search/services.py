@@ -190,25 +190,39 @@ COUNT_CAP = MAX_PAGE * PER_PAGE
 # how many projects match (bench/search.py; bm25 and ts_rank over a few thousand
 # matches were where p99 went).
 RANK_CANDIDATES = 500
-# The one full-text statement a search runs: up to COUNT_CAP + 1 matches with the
-# short columns ranking needs, the LIMIT inside the MATCH so the full-text index
-# stops there. Its length is the count; its first RANK_CANDIDATES rows are ranked in
-# Python (`_rank`). One pass, because expanding a word prefix ("rend" → "render",
-# "rendering") is most of a query's cost on both backends, and the count, the
-# summary tier and the rest each paid it again when they were separate statements.
+# The full-text statements: the matches, up to COUNT_CAP + 1, with the LIMIT inside
+# the MATCH so the full-text index stops there; the first RANK_CANDIDATES of them are
+# ranked in Python (`_rank`). The count, the summary tier and the rest are no longer
+# separate full-text queries, each finding every match of a word prefix again.
 _MATCHES = {
-    # FTS5 consumes ORDER BY rowid (no sort) and stops at the LIMIT; no bm25, whose
-    # IDF reads every posting of every query word, whatever the LIMIT.
+    # Row ids: FTS5 consumes ORDER BY rowid (no sort) and stops at the LIMIT; no bm25,
+    # whose IDF reads every posting of every query word, whatever the LIMIT. With the
+    # prefix indexes (migration 0017) a word prefix is one doclist, read only as far
+    # as the LIMIT, so counting (`_COUNT_SQLITE`) is a second short read, cheaper than
+    # fetching a thousand ids through the driver.
     "sqlite": """
-        SELECT {cols} FROM search_fts JOIN search_entries e ON e.id = search_fts.rowid
-        WHERE search_fts MATCH :fts {filter}
-        ORDER BY search_fts.rowid DESC LIMIT :cap""",
-    # The GIN bitmap yields the matches; LIMIT stops the heap scan (no ORDER BY, which
-    # would read every match first).
+        SELECT e.id FROM search_fts JOIN search_entries e ON e.id = search_fts.rowid
+        WHERE search_fts MATCH :fts {filter} ORDER BY search_fts.rowid DESC LIMIT :wanted""",
+    # The GIN bitmap yields the matches (building it is the cost, whatever the LIMIT,
+    # so one statement gives the count and the rows); LIMIT stops the heap scan (no
+    # ORDER BY, which would read every match first).
     "postgresql": """
         SELECT {cols} FROM search_entries e
         WHERE e.document @@ to_tsquery('simple', :tsq) {filter} LIMIT :cap""",
 }
+# Without an index filter no join: the FTS table alone.
+_MATCHES_UNFILTERED_SQLITE = """
+    SELECT rowid AS id FROM search_fts WHERE search_fts MATCH :fts
+    ORDER BY rowid DESC LIMIT :wanted"""
+_COUNT_SQLITE = """
+    SELECT count(*) FROM (SELECT 1 FROM search_fts
+        JOIN search_entries e ON e.id = search_fts.rowid
+        WHERE search_fts MATCH :fts {filter} LIMIT :cap)"""
+_COUNT_UNFILTERED_SQLITE = """
+    SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH :fts LIMIT :cap)"""
+# The columns ranking needs, read by id for the rows it looks at (a fifth of the cost
+# of joining them in the MATCH statement, which reads past the long description).
+_ROWS = "SELECT {cols} FROM search_entries e WHERE e.id IN :wanted"
 # Relevance within a tier: each time a query word starts a word of the name, the
 # summary or the keywords (the short columns; a description's words make a row match
 # but do not rank it), weighted as the columns matter, a whole word counting double.
@@ -226,6 +240,8 @@ def _expanding(sql: str, *names: str) -> Any:
 
 def _fold(word: str) -> str:
     """Case and accents folded, as FTS5's unicode61 (remove_diacritics) folds them."""
+    if word.isascii():  # most text: nothing to decompose (a tenth of the cost)
+        return word.lower()
     decomposed = unicodedata.normalize("NFKD", word)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
@@ -259,11 +275,6 @@ def make_snippet(text: str, words: tuple[str, ...]) -> str | None:
     return "".join(parts)
 
 
-def _folded(text: str) -> str:
-    """`text` folded as FTS5's unicode61 folds it (cheaply when it is ASCII)."""
-    return text.lower() if text.isascii() else _fold(text)
-
-
 def _word_patterns(words: tuple[str, ...]) -> list[re.Pattern[str]]:
     """Per query word: where it starts a word of folded text, and the rest of that
     word (empty when the query word is the whole word)."""
@@ -295,7 +306,7 @@ def _rank(
         # One folded text per row; a hit's column is told by where it starts.
         name = f"{row['display_name']} {row['name']}\x00"
         summary = f"{row['summary'] or ''}\x00"
-        combined = _folded(name + summary + (row["keywords"] or ""))
+        combined = _fold(name + summary + (row["keywords"] or ""))
         summary_end = len(name) + len(summary)
         score = 0.0
         in_summary = True
@@ -350,13 +361,32 @@ async def _database_hits(
         sql = _NAME_ROWS[backend] + _NAME_ROWS_ORDER
         for row in await session.execute(statement(sql), params):
             taken[row.id] = {**row._mapping, "tier": 0 if row.name == name else 1}
-    matches = [
-        dict(row._mapping) for row in await session.execute(statement(_MATCHES[backend]), params)
-    ]
+    if sqlite:
+        count_sql = _COUNT_SQLITE if ids is not None else _COUNT_UNFILTERED_SQLITE
+        count = int((await session.execute(statement(count_sql), params)).scalar_one())
+        # The rows ranking (or a deep page) looks at, in match order.
+        wanted = max(RANK_CANDIDATES, upto + len(taken)) if count else 0
+        sql = _MATCHES["sqlite"] if ids is not None else _MATCHES_UNFILTERED_SQLITE
+        found = list(
+            (await session.execute(statement(sql), {**params, "wanted": wanted})).scalars()
+        )
+        matches = []
+        if found:
+            result = await session.execute(
+                _expanding(_ROWS.format(cols=COLUMNS), "wanted"), {"wanted": found}
+            )
+            keys = list(result.keys())
+            rows = {row[0]: dict(zip(keys, row, strict=True)) for row in result.tuples()}
+            matches = [rows[row_id] for row_id in found if row_id in rows]
+    else:
+        result = await session.execute(statement(_MATCHES["postgresql"]), params)
+        keys = list(result.keys())
+        matches = [dict(zip(keys, row, strict=True)) for row in result.tuples()]
+        count = len(matches)
     # A name row is a full-text match too (its name is indexed, split into words that
     # the query's words are prefixes of), so the count already holds it; this only
     # guards the odd name the tokenizers split otherwise.
-    total = max(len(matches), len(taken))
+    total = max(count, len(taken))
     ranked = list(taken.values())
     if len(ranked) < upto:
         ranked += _rank(matches, query.words, taken)[: upto - len(ranked)]

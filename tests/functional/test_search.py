@@ -4,7 +4,7 @@ name, then name prefix, then summary, then the rest; private indexes stay hidden
 replica and an imported server find the same without re-indexing; mirror names are
 found from cached pages and the upstream's project list; `lockgate reindex` repairs an
 emptied table; odd queries get a 400 or results, never a 500 (docs/reliability.md
-SR-1..SR-7)."""
+SR-1..SR-9)."""
 
 from __future__ import annotations
 
