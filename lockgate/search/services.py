@@ -1,11 +1,13 @@
 """Searching: a query parsed into words and a name, the indexes in scope (every index
 the caller may read, or one index and its bases), the database's full-text search
-(SQLite FTS5 with bm25; PostgreSQL tsvector with GIN and ts_rank, pg_trgm for name
+(SQLite FTS5 with prefix indexes; PostgreSQL tsvector with GIN, pg_trgm for name
 prefixes), snippets cut for the page's rows, and the mirrors' upstream project lists.
 
 Ranking (the issue's order): the exact name, then names starting with the query,
-then projects whose summary holds every word, then the rest; within each tier by the
-backend's relevance score, then by name.
+then projects whose summary holds every word, then the rest; within each tier by a
+score computed here on the short columns, then by name. Bounded: the database yields
+at most COUNT_CAP + 1 matches and only the first RANK_CANDIDATES are ranked, so a
+common word costs what a rare one does (docs/reliability.md SR-9).
 """
 
 from __future__ import annotations
