@@ -207,10 +207,13 @@ _MATCHES = {
         WHERE search_fts MATCH :fts {filter} ORDER BY search_fts.rowid DESC LIMIT :wanted""",
     # The GIN bitmap yields the matches (building it is the cost, whatever the LIMIT,
     # so one statement gives the count and the rows); LIMIT stops the heap scan (no
-    # ORDER BY, which would read every match first).
+    # ORDER BY, which would read every match first), and only the rows ranking looks
+    # at are sent, each with the count.
     "postgresql": """
-        SELECT {cols} FROM search_entries e
-        WHERE e.document @@ to_tsquery('simple', :tsq) {filter} LIMIT :cap""",
+        SELECT c.*, count(*) OVER () AS total FROM (
+            SELECT {cols} FROM search_entries e
+            WHERE e.document @@ to_tsquery('simple', :tsq) {filter} LIMIT :cap
+        ) c LIMIT :wanted""",
 }
 # Without an index filter no join: the FTS table alone.
 _MATCHES_UNFILTERED_SQLITE = """
@@ -381,10 +384,15 @@ async def _database_hits(
             rows = {row[0]: dict(zip(keys, row, strict=True)) for row in result.tuples()}
             matches = [rows[row_id] for row_id in found if row_id in rows]
     else:
-        result = await session.execute(statement(_MATCHES["postgresql"]), params)
+        wanted = max(RANK_CANDIDATES, upto + len(taken))
+        result = await session.execute(
+            statement(_MATCHES["postgresql"]), {**params, "wanted": wanted}
+        )
         keys = list(result.keys())
         matches = [dict(zip(keys, row, strict=True)) for row in result.tuples()]
-        count = len(matches)
+        count = int(matches[0].pop("total")) if matches else 0
+        for match in matches[1:]:
+            del match["total"]
     # A name row is a full-text match too (its name is indexed, split into words that
     # the query's words are prefixes of), so the count already holds it; this only
     # guards the odd name the tokenizers split otherwise.
