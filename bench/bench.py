@@ -658,8 +658,14 @@ def probe_page(server: Server, path: str) -> dict[str, Any]:
 
 
 def run_wrk(
-    target: Target, workload: Workload, duration: float, limit: int, scratch: Path
+    target: Target,
+    workload: Workload,
+    duration: float,
+    limit: int,
+    scratch: Path,
+    cpus: str | None = None,
 ) -> dict[str, Any]:
+    """One wrk measurement (pinned to `cpus` with taskset when given)."""
     paths = getattr(target, workload.paths_attr)
     paths_file = scratch / f"{target.server.label}-{workload.key}.paths"
     paths_file.write_text("\n".join(paths) + "\n")
@@ -677,6 +683,7 @@ def run_wrk(
         BENCH_AUTH=workload.authorization,
     )
     cmd = [
+        *(["taskset", "-c", cpus] if cpus else []),
         "wrk",
         "-t1",
         f"-c{workload.concurrency}",

@@ -16,8 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.changelog.payloads import Payload, to_plain
 from lockgate.changelog.registry import EntryRegistry, row_values
+from lockgate.distfiles import project_from_filename, version_from_filename
 from lockgate.indexes.entries import index_paths, index_row
-from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject, MirrorProjectList
+from lockgate.mirror.metatext import MetadataText
+from lockgate.mirror.models import (
+    MirrorCachedFile,
+    MirrorLink,
+    MirrorProject,
+    MirrorProjectList,
+    MirrorText,
+)
 from lockgate.mirror.pages import UpstreamLink
 
 
@@ -111,6 +119,52 @@ async def _cached_file(session: AsyncSession, index_id: int, filename: str) -> M
     return row
 
 
+def text_fields(text: MetadataText | None) -> dict[str, Any]:
+    """The payload fields of a metadata text (none when there is no text)."""
+    if not text:
+        return {}
+    return {
+        "summary": text.summary,
+        "description": text.description,
+        "keywords": text.keywords,
+        "classifiers": text.classifiers,
+    }
+
+
+def _text_of(payload: Any) -> MetadataText:
+    return MetadataText(
+        payload.summary, payload.description, payload.keywords, tuple(payload.classifiers)
+    )
+
+
+async def _keep_text(
+    session: AsyncSession, index_id: int, filename: str, text: MetadataText | None
+) -> None:
+    """Store the searchable text of the file's version (the latest cached file of a
+    version wins; every file of a version carries the same metadata)."""
+    version = version_from_filename(filename)
+    if not text or not version:
+        return
+    project = canonicalize_name(project_from_filename(filename))
+    row = (
+        await session.execute(
+            select(MirrorText).where(
+                MirrorText.index_id == index_id,
+                MirrorText.project == project,
+                MirrorText.version == version,
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        row = MirrorText(index_id=index_id, project=project, version=version)
+        session.add(row)
+    row.summary = text.summary
+    row.description = text.description
+    row.keywords = text.keywords
+    row.classifiers = "\n".join(text.classifiers)
+    await session.flush()
+
+
 @dataclass(frozen=True)
 class MirrorFile(Payload):
     """A mirrored file's bytes are in the blob store (with metadata extracted from it)."""
@@ -124,6 +178,11 @@ class MirrorFile(Payload):
     size: int
     cached_at: str
     core_metadata_sha256: str | None = None
+    # The metadata's searchable text (`metatext.py`; absent from older entries).
+    summary: str = ""
+    description: str = ""
+    keywords: str = ""
+    classifiers: tuple[str, ...] = ()
 
     def blobs(self) -> tuple[str, ...]:
         return tuple(sha for sha in (self.sha256, self.core_metadata_sha256) if sha)
@@ -138,6 +197,7 @@ class MirrorFile(Payload):
             row.core_metadata_sha256 = self.core_metadata_sha256
             row.metadata_missing = False
         await session.flush()
+        await _keep_text(session, index.id, self.filename, _text_of(self))
 
 
 @dataclass(frozen=True)
@@ -151,6 +211,10 @@ class MirrorMetadata(Payload):
     filename: str
     sha256: str
     cached_at: str
+    summary: str = ""  # the searchable text, as MirrorFile's
+    description: str = ""
+    keywords: str = ""
+    classifiers: tuple[str, ...] = ()
 
     def blobs(self) -> tuple[str, ...]:
         return (self.sha256,)
@@ -163,6 +227,7 @@ class MirrorMetadata(Payload):
         if row.cached_at is None:
             row.cached_at = self.cached_at
         await session.flush()
+        await _keep_text(session, index.id, self.filename, _text_of(self))
 
 
 @dataclass(frozen=True)
@@ -240,7 +305,7 @@ async def digest(session: AsyncSession) -> dict[str, Any]:
             (indexes[getattr(row, "index_id")], *row_values(row, "id", "index_id"))  # noqa: B009
             for row in (await session.execute(select(table))).scalars()
         )
-        for table in (MirrorProject, MirrorLink, MirrorCachedFile, MirrorProjectList)
+        for table in (MirrorProject, MirrorLink, MirrorCachedFile, MirrorProjectList, MirrorText)
     }
 
 

@@ -29,7 +29,8 @@ from lockgate.mirror.downloads import (
     DownloadCoordinator,
     extract_wheel_metadata,
 )
-from lockgate.mirror.entries import MirrorFile, MirrorMetadata, MirrorNoMetadata
+from lockgate.mirror.entries import MirrorFile, MirrorMetadata, MirrorNoMetadata, text_fields
+from lockgate.mirror.metatext import read_text
 from lockgate.mirror.models import MirrorCachedFile, MirrorLink, MirrorProject
 from lockgate.mirror.upstream import (
     RangeNotHonoured,
@@ -145,6 +146,7 @@ class MirrorFiles:
                 "hash; refusing to serve or keep it"
             )
         sha256 = await asyncio.to_thread(self.blobs.put_bytes, body)
+        text = await asyncio.to_thread(read_text, body)
         await record_alone(
             self.db,
             MirrorMetadata(
@@ -153,6 +155,7 @@ class MirrorFiles:
                 filename=listed.filename,
                 sha256=sha256,
                 cached_at=utcnow_iso(),
+                **text_fields(text),
             ),
             SYSTEM,
         )
@@ -165,9 +168,13 @@ class MirrorFiles:
 
         async def on_complete(sha256: str, size: int, path: Path) -> None:
             metadata_sha256 = None
-            if needs_metadata:
+            text = None
+            if filename.endswith(".whl"):
+                # Read for its text even when the upstream offers its own `.metadata`.
                 metadata = await asyncio.to_thread(extract_wheel_metadata, path, filename)
                 if metadata is not None:
+                    text = await asyncio.to_thread(read_text, metadata)
+                if needs_metadata and metadata is not None:
                     metadata_sha256 = await asyncio.to_thread(self.blobs.put_bytes, metadata)
                     await self._check_synthesized(index, filename, metadata_sha256)
             await record_alone(
@@ -180,6 +187,7 @@ class MirrorFiles:
                     size=size,
                     core_metadata_sha256=metadata_sha256,
                     cached_at=utcnow_iso(),
+                    **text_fields(text),
                 ),
                 SYSTEM,
             )
@@ -307,6 +315,7 @@ class MirrorFiles:
         sha256 = await asyncio.to_thread(self.blobs.put_bytes, metadata)
         if not ready.done():
             ready.set_result(sha256)
+        text = await asyncio.to_thread(read_text, metadata)
         await record_alone(
             self.db,
             MirrorMetadata(
@@ -315,6 +324,7 @@ class MirrorFiles:
                 filename=filename,
                 sha256=sha256,
                 cached_at=utcnow_iso(),
+                **text_fields(text),
             ),
             SYSTEM,
         )
@@ -384,9 +394,11 @@ class MirrorFiles:
             extract_wheel_metadata, self.blobs.path(sha256), listed.filename
         )
         metadata_sha256 = None
+        text = None
         if metadata is not None:
             metadata_sha256 = await asyncio.to_thread(self.blobs.put_bytes, metadata)
             ready.set_result(metadata_sha256)
+            text = await asyncio.to_thread(read_text, metadata)
         await record_alone(
             self.db,
             MirrorFile(
@@ -397,6 +409,7 @@ class MirrorFiles:
                 size=len(data),
                 core_metadata_sha256=metadata_sha256,
                 cached_at=utcnow_iso(),
+                **text_fields(text),
             ),
             SYSTEM,
         )

@@ -90,3 +90,22 @@ class MirrorProjectList(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(Integer)
     fetched_at: Mapped[str] = mapped_column(String(32))
+
+
+class MirrorText(Base):
+    """The searchable text of one cached version of a mirrored project: its core
+    metadata's summary, description, keywords and classifiers, read when a file or
+    its `.metadata` was cached (the search domain's rows of mirror projects use the
+    latest version's)."""
+
+    __tablename__ = "mirror_texts"
+    __table_args__ = (UniqueConstraint("index_id", "project", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    index_id: Mapped[int] = mapped_column(Integer, ForeignKey("indexes.id", ondelete="CASCADE"))
+    project: Mapped[str] = mapped_column(String(255))  # normalized
+    version: Mapped[str] = mapped_column(String(255))
+    summary: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    keywords: Mapped[str] = mapped_column(Text)
+    classifiers: Mapped[str] = mapped_column(Text)  # one per line

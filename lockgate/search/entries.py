@@ -26,8 +26,9 @@ PROJECT_KINDS = (
     "mirror.page",
     "mirror.gone",
 )
-# Kinds naming a file only: its project is read from the file name (the file row is gone).
-FILE_KINDS = ("file.delete",)
+# Kinds naming a file only: its project is read from the file name (the file row is
+# gone; a mirror's cached file or `.metadata` brings its version's metadata text).
+FILE_KINDS = ("file.delete", "mirror.file", "mirror.metadata")
 # The docs domain's kind (lockgate/docs, built beside this one): a release's
 # documentation uploaded. Observed by its name, and its text read from that domain's
 # `release_docs` table when it exists (search/index.py), so search imports nothing

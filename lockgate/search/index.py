@@ -20,7 +20,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 from lockgate.distfiles import version_from_filename
 from lockgate.docs.models import ReleaseDocs
 from lockgate.indexes.models import Index
-from lockgate.mirror.models import MirrorLink, MirrorProject
+from lockgate.mirror.models import MirrorLink, MirrorProject, MirrorText
 from lockgate.packages.models import Project, Release
 from lockgate.search.models import search_entries
 
@@ -132,8 +132,16 @@ def _stage_values(
     }
 
 
-def _mirror_values(index_id: int, name: str, display_name: str, links: list[Any]) -> dict[str, Any]:
-    """The row of a cached upstream page: its name and the versions it lists."""
+def _mirror_values(
+    index_id: int,
+    name: str,
+    display_name: str,
+    links: list[Any],
+    texts: list[Any] | None = None,
+) -> dict[str, Any]:
+    """The row of a cached upstream page: its name and the versions it lists, and the
+    metadata text of its latest version with a cached file or `.metadata` (else of the
+    newest such version)."""
     versions: set[str] = set()
     yanked: set[str] = set()
     for link in links:
@@ -145,19 +153,35 @@ def _mirror_values(index_id: int, name: str, display_name: str, links: list[Any]
     # A version is yanked only when all its files are.
     yanked -= {version_from_filename(link.filename) for link in links if not link.yanked}
     ordered = sorted(versions, key=_version_key)
+    latest = latest_version(ordered, yanked)
+    by_version = {text.version: text for text in texts or ()}
+    text = by_version.get(latest) if latest else None
+    if text is None and by_version:
+        text = by_version[max(by_version, key=_version_key)]
     return {
         "index_id": index_id,
         "name": name,
         "display_name": clean(display_name, 255),
         "kind": "mirror",
-        "latest": latest_version(ordered, yanked),
-        "summary": "",
-        "description": "",
-        "keywords": "",
-        "classifiers": "",
+        "latest": latest,
+        "summary": clean(text.summary, 2048) if text else "",
+        "description": clean(text.description) if text else "",
+        "keywords": clean(text.keywords) if text else "",
+        "classifiers": clean(text.classifiers) if text else "",
         "versions": clean(" ".join(reversed(ordered))),
         "docs": "",
     }
+
+
+_TEXT_COLUMNS = (
+    MirrorText.index_id,
+    MirrorText.project,
+    MirrorText.version,
+    MirrorText.summary,
+    MirrorText.description,
+    MirrorText.keywords,
+    MirrorText.classifiers,
+)
 
 
 def _stage_row(conn: Connection, index_id: int, name: str) -> dict[str, Any] | None:
@@ -193,7 +217,10 @@ def _mirror_row(conn: Connection, index_id: int, name: str) -> dict[str, Any] | 
             MirrorLink.index_id == index_id, MirrorLink.project == name
         )
     ).all()
-    return _mirror_values(index_id, name, project.display_name, list(links))
+    texts = conn.execute(
+        select(*_TEXT_COLUMNS).where(MirrorText.index_id == index_id, MirrorText.project == name)
+    ).all()
+    return _mirror_values(index_id, name, project.display_name, list(links), list(texts))
 
 
 def _store(conn: Connection, index_id: int, name: str, values: dict[str, Any] | None) -> None:
@@ -266,19 +293,50 @@ def _stage_rows(conn: Connection, batch: int = 500) -> Iterator[dict[str, Any]]:
                 yield values
 
 
-def _mirror_rows(conn: Connection) -> Iterator[dict[str, Any]]:
-    links: dict[tuple[int, str], list[Any]] = {}
-    for link in conn.execute(
-        select(MirrorLink.index_id, MirrorLink.project, MirrorLink.filename, MirrorLink.yanked)
-    ):
-        links.setdefault((link.index_id, link.project), []).append(link)
-    for project in conn.execute(
-        select(MirrorProject.index_id, MirrorProject.name, MirrorProject.display_name)
-    ):
-        key = (project.index_id, project.name)
-        yield _mirror_values(
-            project.index_id, project.name, project.display_name, links.get(key, [])
-        )
+def _mirror_rows(conn: Connection, batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Every cached mirror project's row, in batches of projects (their links and
+    texts read per batch: bounded memory on a big mirror)."""
+    last = 0
+    while True:
+        projects = conn.execute(
+            select(
+                MirrorProject.id,
+                MirrorProject.index_id,
+                MirrorProject.name,
+                MirrorProject.display_name,
+            )
+            .where(MirrorProject.id > last)
+            .order_by(MirrorProject.id)
+            .limit(batch)
+        ).all()
+        if not projects:
+            return
+        last = projects[-1].id
+        index_ids = sorted({p.index_id for p in projects})
+        names = sorted({p.name for p in projects})
+        links: dict[tuple[int, str], list[Any]] = {}
+        for link in conn.execute(
+            select(
+                MirrorLink.index_id, MirrorLink.project, MirrorLink.filename, MirrorLink.yanked
+            ).where(MirrorLink.index_id.in_(index_ids), MirrorLink.project.in_(names))
+        ):
+            links.setdefault((link.index_id, link.project), []).append(link)
+        texts: dict[tuple[int, str], list[Any]] = {}
+        for text in conn.execute(
+            select(*_TEXT_COLUMNS).where(
+                MirrorText.index_id.in_(index_ids), MirrorText.project.in_(names)
+            )
+        ):
+            texts.setdefault((text.index_id, text.project), []).append(text)
+        for project in projects:
+            key = (project.index_id, project.name)
+            yield _mirror_values(
+                project.index_id,
+                project.name,
+                project.display_name,
+                links.get(key, []),
+                texts.get(key, []),
+            )
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """Searching: a query parsed into words and a name, the indexes in scope (every index
 the caller may read, or one index and its bases), the database's full-text search
-(SQLite FTS5 with bm25; PostgreSQL tsvector with GIN and ts_rank, pg_trgm for name
+(SQLite FTS5 with prefix indexes; PostgreSQL tsvector with GIN, pg_trgm for name
 prefixes), snippets cut for the page's rows, and the mirrors' upstream project lists.
 
 Ranking (the issue's order): the exact name, then names starting with the query,
-then projects whose summary holds every word, then the rest; within each tier by the
-backend's relevance score, then by name.
+then projects whose summary holds every word, then the rest; within each tier by a
+score computed here on the short columns, then by name. Bounded: the database yields
+at most COUNT_CAP + 1 matches and only the first RANK_CANDIDATES are ranked, so a
+common word costs what a rare one does (docs/reliability.md SR-9).
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class Results:
 
     @property
     def total_exact(self) -> bool:
-        """False when counting stopped at COUNT_CAP (shown as "10000+")."""
+        """False when counting stopped at COUNT_CAP (shown as "1000+")."""
         return self.total <= COUNT_CAP
 
     @property
@@ -171,7 +173,7 @@ def _tsquery(words: tuple[str, ...], weights: str = "") -> str:
     return " & ".join(f"'{w}':*{weights}" for w in words)
 
 
-COLUMNS = "e.id, e.index_id, e.name, e.display_name, e.kind, e.latest, e.summary"
+COLUMNS = "e.id, e.index_id, e.name, e.display_name, e.kind, e.latest, e.summary, e.keywords"
 # {filter} is "" or "AND e.index_id IN :ids" (left out when every index is in scope).
 _NAME_ROWS = {
     # Normalized names are [a-z0-9-]; those starting with `name` sort in
@@ -181,50 +183,55 @@ _NAME_ROWS = {
     "postgresql": "SELECT {cols} FROM search_entries e WHERE e.name LIKE :prefix {filter}",
 }
 _NAME_ROWS_ORDER = " ORDER BY (e.name = :name) DESC, e.name, e.index_id LIMIT :limit"
-# Counting stops here ("10000+"): the count of a word in every description costs
-# more than the page, and nobody pages that far (MAX_PAGE).
-COUNT_CAP = 10_000
-# The best `limit` rows matching a full-text query. {order} is the backend's
-# relevance, or the newest rows first when the query matches more than COUNT_CAP rows
-# (ranking them all would cost more than the goal allows, and relevance among
-# thousands of matches of a common word means little).
-_TOP = {
+# Counting stops here ("1000+"): as far as anyone can page (MAX_PAGE × PER_PAGE).
+COUNT_CAP = MAX_PAGE * PER_PAGE
+# Ranking is bounded: at most this many matches are put in tiers and scored (the
+# first the full-text index yields: the newest on SQLite, the first in table order
+# on PostgreSQL); further matches, up to COUNT_CAP, follow them newest first. A
+# query matching fewer is ranked exactly, and what a page costs no longer grows with
+# how many projects match (bench/search.py; bm25 and ts_rank over a few thousand
+# matches were where p99 went).
+RANK_CANDIDATES = 500
+# The full-text statements: the matches, up to COUNT_CAP + 1, with the LIMIT inside
+# the MATCH so the full-text index stops there; the first RANK_CANDIDATES of them are
+# ranked in Python (`_rank`). The count, the summary tier and the rest are no longer
+# separate full-text queries, each finding every match of a word prefix again.
+_MATCHES = {
+    # Row ids: FTS5 consumes ORDER BY rowid (no sort) and stops at the LIMIT; no bm25,
+    # whose IDF reads every posting of every query word, whatever the LIMIT. With the
+    # prefix indexes (migration 0017) a word prefix is one doclist, read only as far
+    # as the LIMIT, so counting (`_COUNT_SQLITE`) is a second short read, cheaper than
+    # fetching a thousand ids through the driver.
     "sqlite": """
-        SELECT {cols}, bm25(search_fts, 10.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0) AS score
-        FROM search_fts JOIN search_entries e ON e.id = search_fts.rowid
-        WHERE search_fts MATCH :fts {filter}
-        ORDER BY {order} LIMIT :limit""",
+        SELECT e.id FROM search_fts JOIN search_entries e ON e.id = search_fts.rowid
+        WHERE search_fts MATCH :fts {filter} ORDER BY search_fts.rowid DESC LIMIT :wanted""",
+    # The GIN bitmap yields the matches (building it is the cost, whatever the LIMIT,
+    # so one statement gives the count and the rows); LIMIT stops the heap scan (no
+    # ORDER BY, which would read every match first), and only the rows ranking looks
+    # at are sent, each with the count.
     "postgresql": """
-        SELECT {cols}, ts_rank(e.head, to_tsquery('simple', :tsq)) AS score
-        FROM search_entries e
-        WHERE e.{column} @@ to_tsquery('simple', :match) {filter}
-        ORDER BY {order} LIMIT :limit""",
+        SELECT c.*, count(*) OVER () AS total FROM (
+            SELECT {cols} FROM search_entries e
+            WHERE e.document @@ to_tsquery('simple', :tsq) {filter} LIMIT :cap
+        ) c LIMIT :wanted""",
 }
-_ORDER = {
-    ("sqlite", True): "score, e.name, e.index_id",
-    ("postgresql", True): "score DESC, e.name, e.index_id",
-    ("sqlite", False): "e.id DESC",
-    ("postgresql", False): "e.id DESC",
-}
-# Without an index filter SQLite orders inside the FTS table and joins only the rows
-# kept (joining every match of a common word costs more than ranking it).
-_TOP_UNFILTERED_SQLITE = """
-    SELECT {cols}, t.score FROM (
-        SELECT rowid AS id, bm25(search_fts, 10.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0) AS score
-        FROM search_fts WHERE search_fts MATCH :fts ORDER BY {inner_order} LIMIT :limit
-    ) t JOIN search_entries e ON e.id = t.id
-    ORDER BY {outer_order}"""
-_COUNT = {
-    "sqlite": """
-        SELECT count(*) FROM (SELECT 1 FROM search_fts
-            JOIN search_entries e ON e.id = search_fts.rowid
-            WHERE search_fts MATCH :fts {filter} LIMIT :cap)""",
-    "postgresql": """
-        SELECT count(*) FROM (SELECT 1 FROM search_entries e
-            WHERE e.document @@ to_tsquery('simple', :tsq) {filter} LIMIT :cap) c""",
-}
+# Without an index filter no join: the FTS table alone.
+_MATCHES_UNFILTERED_SQLITE = """
+    SELECT rowid AS id FROM search_fts WHERE search_fts MATCH :fts
+    ORDER BY rowid DESC LIMIT :wanted"""
+_COUNT_SQLITE = """
+    SELECT count(*) FROM (SELECT 1 FROM search_fts
+        JOIN search_entries e ON e.id = search_fts.rowid
+        WHERE search_fts MATCH :fts {filter} LIMIT :cap)"""
 _COUNT_UNFILTERED_SQLITE = """
     SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH :fts LIMIT :cap)"""
+# The columns ranking needs, read by id for the rows it looks at (a fifth of the cost
+# of joining them in the MATCH statement, which reads past the long description).
+_ROWS = "SELECT {cols} FROM search_entries e WHERE e.id IN :wanted"
+# Relevance within a tier: each time a query word starts a word of the name, the
+# summary or the keywords (the short columns; a description's words make a row match
+# but do not rank it), weighted as the columns matter, a whole word counting double.
+_WEIGHTS = (10.0, 5.0, 3.0)  # name, summary, keywords
 # The texts a snippet is cut from, in the order they are tried.
 _SNIPPET_COLUMNS = ("description", "docs", "keywords", "classifiers")
 _SNIPPET_WORDS = 24
@@ -236,101 +243,10 @@ def _expanding(sql: str, *names: str) -> Any:
     return text(sql).bindparams(*(bindparam(name, expanding=True) for name in names))
 
 
-async def _database_hits(
-    session: AsyncSession, sqlite: bool, query: Query, ids: list[int] | None, upto: int
-) -> tuple[list[dict[str, Any]], int]:
-    """(the first `upto` rows in rank order, each with its tier; how many match, at
-    most COUNT_CAP + 1).
-
-    Tier by tier, each asking only for as many rows as the page still needs: the
-    names (exact, then prefix) from the name index, then the summary matches, then
-    the rest, skipping rows an earlier tier took."""
-    backend = "sqlite" if sqlite else "postgresql"
-    where = "AND e.index_id IN :ids" if ids is not None else ""
-    fts = _fts5_expression(query.words)
-    name = query.name or ""
-    params: dict[str, Any] = {
-        "fts": fts,
-        "tsq": _tsquery(query.words),
-        "name": name,
-        "lo": name,
-        "hi": name + "~",
-        "prefix": f"{name}%",
-        "ids": ids or [],
-        "cap": COUNT_CAP + 1,
-    }
-
-    def statement(sql: str, **parts: str) -> Any:
-        sql = sql.format(cols=COLUMNS, filter=where, **parts)
-        return _expanding(sql, "ids") if ids is not None else text(sql)
-
-    if not sqlite:
-        # The planner prices `@@` on a TOASTed tsvector as cheap and scans the whole
-        # table for a common word; the GIN bitmap is 4-5x faster (bench/search.py).
-        # SET LOCAL ends with this read transaction.
-        await session.execute(text("SET LOCAL enable_seqscan = off"))
-    count_sql = _COUNT_UNFILTERED_SQLITE if sqlite and ids is None else _COUNT[backend]
-    total = int((await session.execute(statement(count_sql), params)).scalar_one())
-    ranked = total <= COUNT_CAP
-    order = _ORDER[(backend, ranked)]
-
-    taken: dict[int, dict[str, Any]] = {}
-    if query.name:
-        sql = _NAME_ROWS[backend] + _NAME_ROWS_ORDER
-        for row in await session.execute(statement(sql), {**params, "limit": upto}):
-            taken[row.id] = {**row._mapping, "tier": 0 if row.name == name else 1}
-    name_ids = list(taken)
-    for tier, match in ((2, "summary"), (3, "all")):
-        if len(taken) >= upto or total == 0:
-            break
-        limit = upto + len(taken)
-        if sqlite:
-            expression = f"summary : ({fts})" if match == "summary" else fts
-            if ids is None:
-                inner, outer = (
-                    ("score", "t.score, e.name, e.index_id")
-                    if ranked
-                    else (
-                        "rowid DESC",
-                        "e.id DESC",
-                    )
-                )
-                sql_statement = statement(
-                    _TOP_UNFILTERED_SQLITE, inner_order=inner, outer_order=outer
-                )
-            else:
-                sql_statement = statement(_TOP["sqlite"], order=order)
-            rows = await session.execute(
-                sql_statement, {**params, "fts": expression, "limit": limit}
-            )
-        else:
-            column, tsq = (
-                ("head", _tsquery(query.words, "B"))
-                if match == "summary"
-                else (
-                    "document",
-                    params["tsq"],
-                )
-            )
-            rows = await session.execute(
-                statement(_TOP["postgresql"], order=order, column=column),
-                {**params, "match": tsq, "limit": limit},
-            )
-        for row in rows:
-            if row.id not in taken and len(taken) < upto:
-                values = dict(row._mapping)
-                values.pop("score", None)
-                taken[row.id] = {**values, "tier": tier}
-    # A name row is a full-text match too (its name is indexed, split into words that
-    # the query's words are prefixes of), so the count already holds it; this only
-    # guards the odd name the tokenizers split otherwise.
-    total = max(total, len(name_ids))
-    ranked_rows = sorted(taken.values(), key=lambda row: row["tier"])  # stable in a tier
-    return ranked_rows, total
-
-
 def _fold(word: str) -> str:
     """Case and accents folded, as FTS5's unicode61 (remove_diacritics) folds them."""
+    if word.isascii():  # most text: nothing to decompose (a tenth of the cost)
+        return word.lower()
     decomposed = unicodedata.normalize("NFKD", word)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
@@ -362,6 +278,130 @@ def make_snippet(text: str, words: tuple[str, ...]) -> str | None:
     if last < len(tokens) or len(text) > _SNIPPET_SCAN:
         parts.append(" …")
     return "".join(parts)
+
+
+def _word_patterns(words: tuple[str, ...]) -> list[re.Pattern[str]]:
+    """Per query word: where it starts a word of folded text, and the rest of that
+    word (empty when the query word is the whole word)."""
+    patterns = []
+    for word in words:
+        literal = re.escape(_fold(word))
+        # The literal first (re then finds it with a fast scan), the word start
+        # checked behind it: no letter or digit before.
+        patterns.append(re.compile(f"{literal}(?<![^\\W_]{literal})([^\\W_]*)"))
+    return patterns
+
+
+def _rank(
+    rows: list[dict[str, Any]], words: tuple[str, ...], taken: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The full-text matches not `taken` by a name tier, in rank order: the first
+    RANK_CANDIDATES put in tiers (2: the summary holds every word; 3: the rest) and
+    ordered by score, then name; the others after them as the database gave them."""
+    patterns = _word_patterns(words)
+    ranked: list[tuple[int, float, str, int, dict[str, Any]]] = []
+    rest: list[dict[str, Any]] = []
+    for position, row in enumerate(rows):
+        if row["id"] in taken:
+            continue
+        if position >= RANK_CANDIDATES:
+            row["tier"] = 3
+            rest.append(row)
+            continue
+        # One folded text per row; a hit's column is told by where it starts.
+        name = f"{row['display_name']} {row['name']}\x00"
+        summary = f"{row['summary'] or ''}\x00"
+        combined = _fold(name + summary + (row["keywords"] or ""))
+        summary_end = len(name) + len(summary)
+        score = 0.0
+        in_summary = True
+        for pattern in patterns:
+            found_in_summary = False
+            for hit in pattern.finditer(combined):
+                start = hit.start()
+                column = 0 if start < len(name) else 1 if start < summary_end else 2
+                found_in_summary = found_in_summary or column == 1
+                score += _WEIGHTS[column] * (1.0 if hit.group(1) else 2.0)
+            in_summary = in_summary and found_in_summary
+        row["tier"] = tier = 2 if in_summary else 3
+        ranked.append((tier, -score, row["name"], row["index_id"], row))
+    ranked.sort(key=lambda item: item[:4])
+    return [item[4] for item in ranked] + rest
+
+
+async def _database_hits(
+    session: AsyncSession, sqlite: bool, query: Query, ids: list[int] | None, upto: int
+) -> tuple[list[dict[str, Any]], int]:
+    """(the first `upto` rows in rank order, each with its tier; how many match, at
+    most COUNT_CAP + 1).
+
+    The names (exact, then prefix) from the name index, then one full-text statement
+    for the rest (`_MATCHES`), ranked in Python: summary matches, then the rest."""
+    backend = "sqlite" if sqlite else "postgresql"
+    where = "AND e.index_id IN :ids" if ids is not None else ""
+    name = query.name or ""
+    params: dict[str, Any] = {
+        "fts": _fts5_expression(query.words),
+        "tsq": _tsquery(query.words),
+        "name": name,
+        "lo": name,
+        "hi": name + "~",
+        "prefix": f"{name}%",
+        "ids": ids or [],
+        "cap": COUNT_CAP + 1,
+        "limit": upto,
+    }
+
+    def statement(sql: str) -> Any:
+        sql = sql.format(cols=COLUMNS, filter=where)
+        return _expanding(sql, "ids") if ids is not None else text(sql)
+
+    if not sqlite:
+        # The planner prices `@@` on a TOASTed tsvector as cheap and scans the whole
+        # table for a common word; the GIN bitmap is 4-5x faster (bench/search.py).
+        # SET LOCAL ends with this read transaction.
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
+    taken: dict[int, dict[str, Any]] = {}
+    if query.name:
+        sql = _NAME_ROWS[backend] + _NAME_ROWS_ORDER
+        for row in await session.execute(statement(sql), params):
+            taken[row.id] = {**row._mapping, "tier": 0 if row.name == name else 1}
+    if sqlite:
+        count_sql = _COUNT_SQLITE if ids is not None else _COUNT_UNFILTERED_SQLITE
+        count = int((await session.execute(statement(count_sql), params)).scalar_one())
+        # The rows ranking (or a deep page) looks at, in match order.
+        wanted = max(RANK_CANDIDATES, upto + len(taken)) if count else 0
+        sql = _MATCHES["sqlite"] if ids is not None else _MATCHES_UNFILTERED_SQLITE
+        found = list(
+            (await session.execute(statement(sql), {**params, "wanted": wanted})).scalars()
+        )
+        matches = []
+        if found:
+            result = await session.execute(
+                _expanding(_ROWS.format(cols=COLUMNS), "wanted"), {"wanted": found}
+            )
+            keys = list(result.keys())
+            rows = {row[0]: dict(zip(keys, row, strict=True)) for row in result.tuples()}
+            matches = [rows[row_id] for row_id in found if row_id in rows]
+    else:
+        wanted = max(RANK_CANDIDATES, upto + len(taken))
+        result = await session.execute(
+            statement(_MATCHES["postgresql"]), {**params, "wanted": wanted}
+        )
+        keys = list(result.keys())
+        matches = [dict(zip(keys, row, strict=True)) for row in result.tuples()]
+        count = int(matches[0].pop("total")) if matches else 0
+        for match in matches[1:]:
+            del match["total"]
+    # A name row is a full-text match too (its name is indexed, split into words that
+    # the query's words are prefixes of), so the count already holds it; this only
+    # guards the odd name the tokenizers split otherwise.
+    total = max(count, len(taken))
+    ranked = list(taken.values())
+    if len(ranked) < upto:
+        ranked += _rank(matches, query.words, taken)[: upto - len(ranked)]
+    ranked.sort(key=lambda row: row["tier"])  # stable: keeps the order within a tier
+    return ranked, total
 
 
 async def _snippets(session: AsyncSession, query: Query, page_ids: list[int]) -> dict[int, str]:

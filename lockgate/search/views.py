@@ -36,7 +36,7 @@ async def search_json(request: web.Request) -> web.Response:
             "per_page": PER_PAGE,
             "pages": results.pages,
             "total": results.total_shown,
-            # false: more than `total` match (counting stops at 10,000)
+            # false: more than `total` match (counting stops at 1,000)
             "total_exact": results.total_exact,
             "results": [hit.to_json(base) for hit in results.hits],
         }

@@ -4,7 +4,7 @@ name, then name prefix, then summary, then the rest; private indexes stay hidden
 replica and an imported server find the same without re-indexing; mirror names are
 found from cached pages and the upstream's project list; `lockgate reindex` repairs an
 emptied table; odd queries get a 400 or results, never a 500 (docs/reliability.md
-SR-1..SR-7)."""
+SR-1..SR-9)."""
 
 from __future__ import annotations
 
@@ -413,3 +413,112 @@ def test_chromium_search_box_to_project_page(
 def test_search_is_reached_by_requests_json_too(server: LockgateServer) -> None:
     response = requests.get(f"{server.url}/+search?q=nothing-here", timeout=30)
     assert response.status_code == 200 and response.json()["results"] == []
+
+
+def _core_metadata_url(server: LockgateServer, project: str, version: str) -> str:
+    page = server.get(
+        f"/root/pypi/+simple/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    assert page.status_code == 200, page.text
+    (wheel,) = [f for f in page.json()["files"] if f"-{version}-" in f["filename"]]
+    return f"/root/pypi/+simple/{project}/{wheel['url']}"
+
+
+def _refresh(server: LockgateServer, *projects: str) -> None:
+    env = {
+        **os.environ,
+        "LOCKGATE_URL": server.url,
+        "LOCKGATE_PASSWORD": server.root_auth()[1],
+    }
+    result = subprocess.run(
+        [LOCKGATE, "mirror", "refresh", *projects],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _comparable(result: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [(h["index"], h["name"], h["version"], h["snippet"]) for h in result["results"]]
+
+
+def test_mirror_metadata_text_is_searchable(
+    make_server: Callable[..., LockgateServer],
+    make_db_url: Callable[[], str | None],
+    tmp_path: Path,
+) -> None:
+    """SR-8: the summary, description, keywords and classifiers of a mirrored version
+    become searchable when its `.metadata` or its file is cached (in the entry that
+    records it), follow the latest cached version, and reach a replica with the entry."""
+    upstream = FakeUpstream(tmp_path / "upstream")
+    nebula = {
+        "Keywords": "astronomy,dust",
+        "Classifier": "Topic :: Scientific/Engineering :: Astronomy",
+        "Description": "Tracks interstellar <b>particles</b> across catalogues.",
+    }
+    upstream.add_wheel("nebula-tools", "1.0", summary="Cosmic dust tracker", extra_metadata=nebula)
+    # No PEP 658 upstream: the text comes from the wheel lockgate downloads.
+    upstream.add_wheel(
+        "quokka",
+        "0.5",
+        summary="Marsupial helpers",
+        extra_metadata={"Description": "Reads wombat burrow surveys."},
+        with_metadata=False,
+    )
+    upstream.start()
+    primary = make_server("primary", upstream=upstream.url)
+    replica = start_replica(primary, tmp_path / "replica", make_db_url())
+    try:
+        url = _core_metadata_url(primary, "nebula-tools", "1.0")
+        assert find(primary, "nebula")["results"][0]["summary"] == ""  # a page: names only
+        assert find(primary, "interstellar")["total"] == 0
+        metadata = primary.get(url + ".metadata", allow_redirects=True)
+        assert metadata.status_code == 200, metadata.text
+        # Searchable when the `.metadata` answer returned (recorded before it is served).
+        for word, field in (("interstellar", "description"), ("astronomy", "keywords"),
+                            ("scientific", "classifiers"), ("cosmic", "summary")):  # fmt: skip
+            hits = find(primary, word)["results"]
+            assert [(h["index"], h["name"], h["source"]) for h in hits] == [
+                ("root/pypi", "nebula-tools", "mirror")
+            ], (word, field, hits)
+        hit = find(primary, "interstellar")["results"][0]
+        assert hit["summary"] == "Cosmic dust tracker" and hit["version"] == "1.0"
+        assert "<mark>interstellar</mark>" in hit["snippet"] and "<b>" not in hit["snippet"]
+
+        # A whole wheel downloaded (no upstream metadata): its own METADATA is read.
+        wheel = primary.get(_core_metadata_url(primary, "quokka", "0.5"), allow_redirects=True)
+        assert wheel.status_code == 200
+        deadline = time.monotonic() + 30  # the entry commits just after the last byte
+        while not find(primary, "wombat")["results"]:
+            assert time.monotonic() < deadline, "the downloaded wheel's text never came"
+            time.sleep(0.2)
+        assert find(primary, "marsupial")["results"][0]["name"] == "quokka"
+
+        # A newer version cached: the row follows it (its words in, the old ones out).
+        upstream.add_wheel(
+            "nebula-tools",
+            "2.0",
+            summary="Galactic gas mapper",
+            extra_metadata={"Description": "Maps nebular hydrogen."},
+        )
+        _refresh(primary, "nebula-tools")
+        new = primary.get(_core_metadata_url(primary, "nebula-tools", "2.0") + ".metadata",
+                          allow_redirects=True)  # fmt: skip
+        assert new.status_code == 200
+        assert [h["version"] for h in find(primary, "hydrogen")["results"]] == ["2.0"]
+        assert find(primary, "interstellar")["total"] == 0
+
+        # The replica applies the same entries and finds the same.
+        deadline = time.monotonic() + 60
+        while replica.serial() != primary.serial() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert replica.serial() == primary.serial()
+        for word in ("hydrogen", "wombat", "galactic", "nebula", "interstellar"):
+            assert _comparable(find(replica, word)) == _comparable(find(primary, word)), word
+        no_server_errors(primary)
+        no_server_errors(replica)
+    finally:
+        replica.stop()
+        upstream.close()

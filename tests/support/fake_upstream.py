@@ -47,7 +47,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -370,6 +370,8 @@ class FakeUpstream:
         wrong_hash: bool = False,
         tag: str = "py3-none-any",
         upload_time: str | None = None,
+        summary: str = "test package",
+        extra_metadata: Mapping[str, str] | None = None,
     ) -> UpstreamFile:
         """Build a wheel with `make_wheel`, add it to project `name` and return it."""
         path = make_wheel(
@@ -380,6 +382,8 @@ class FakeUpstream:
             requires_dist=requires_dist,
             tag=tag,
             payload_size=payload_size,
+            summary=summary,
+            extra_metadata=extra_metadata,
         )
         file = UpstreamFile.from_path(
             path,

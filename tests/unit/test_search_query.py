@@ -62,3 +62,36 @@ def test_latest_version_skips_yanked_and_prereleases() -> None:
     assert latest_version(["2.0rc1"]) == "2.0rc1"
     assert latest_version(["1.0"], yanked=["1.0"]) == "1.0"
     assert latest_version([]) is None
+
+
+def _match(n: int, summary: str = "", keywords: str = "", name: str = "") -> dict[str, object]:
+    name = name or f"p-{n:04d}"
+    return {"id": n, "index_id": 1, "name": name, "display_name": name, "kind": "stage",
+            "latest": "1.0", "summary": summary, "keywords": keywords}  # fmt: skip
+
+
+def test_ranking_is_bounded_and_tiered() -> None:
+    """SR-9: the first RANK_CANDIDATES matches are put in tiers (summary holding every
+    word, then the rest) and scored (name, then summary, then keywords; a whole word
+    above a prefix); matches beyond them follow in the database's order."""
+    from lockgate.search.services import RANK_CANDIDATES, _rank
+
+    rows = [
+        _match(1, summary="nothing here", keywords="zephyr"),  # keywords only: the rest
+        _match(2, summary="A zephyrine breeze"),  # summary, prefix
+        _match(3, summary="The zephyr wind"),  # summary, whole word
+        _match(4, summary="zephyr", name="zephyr-extra"),  # summary and name
+        _match(5),  # matched by its description alone
+        *(_match(10 + n) for n in range(RANK_CANDIDATES)),  # description-only filler
+    ]
+    rows.append(_match(9999, summary="zephyr zephyr", name="zephyr-late"))  # beyond the bound
+    ranked = _rank([dict(row) for row in rows], ("zephyr",), taken={})
+    order = [row["id"] for row in ranked]
+    assert order[:3] == [4, 3, 2]  # tier 2, by score
+    assert order[3] == 1 and all(row["tier"] == 3 for row in ranked[3:])
+    assert order[-1] == 9999  # not ranked: after every candidate
+    assert len(ranked) == len(rows)
+    # Rows a name tier took are left out; accents and case fold as FTS5 folds them.
+    assert [r["id"] for r in _rank([dict(_match(7, summary="ZÉPHYR"))], ("zephyr",), {})] == [7]
+    assert _rank([dict(_match(7, summary="ZÉPHYR"))], ("zephyr",), {})[0]["tier"] == 2
+    assert _rank([dict(rows[0])], ("zephyr",), {1: {}}) == []
