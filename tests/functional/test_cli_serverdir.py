@@ -89,9 +89,9 @@ def test_serve_initialises_a_new_directory_and_the_password_works(tmp_path: Path
         password = lines[lines.index(next(x for x in lines if "Generated password" in x)) + 1]
         for _ in range(100):
             try:
-                requests.get(f"http://127.0.0.1:{port}/+status", timeout=1)
+                requests.get(f"http://127.0.0.1:{port}/+status", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         response = requests.put(
             f"http://127.0.0.1:{port}/carol",

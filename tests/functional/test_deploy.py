@@ -72,9 +72,9 @@ http {{
                     f"nginx exited: {process.stderr.read() if process.stderr else ''}"
                 )
             try:
-                if requests.get(url + "/+status", timeout=1).status_code == 200:
+                if requests.get(url + "/+status", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         yield url
     finally:

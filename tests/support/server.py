@@ -132,9 +132,10 @@ class LockgateServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"lockgate serve exited early:\n{self.log()}")
             try:
-                if requests.get(self.url + "/+status", timeout=1).status_code == 200:
+                if requests.get(self.url + "/+status", timeout=5).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            # Not listening yet (refused), or too busy to answer in time on a loaded machine.
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"lockgate serve did not come up:\n{self.log()}")
