@@ -8,7 +8,9 @@ SR-1..SR-9)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -384,7 +386,8 @@ def test_mirror_names_are_searchable(
 def test_chromium_search_box_to_project_page(
     server: LockgateServer, browser: Browser, tmp_path: Path
 ) -> None:
-    """Headless Chromium: the search box on / → results → the project's page."""
+    """Headless Chromium: the search box on / → results → the project's page → the
+    version → the file's download, checked against its sha256."""
     _populate_ranking(server, tmp_path)
     with page_context(browser, server.url) as (context, _outside):
         page = context.new_page()
@@ -402,12 +405,23 @@ def test_chromium_search_box_to_project_page(
         if SCREENSHOTS:
             (REPO / "docs/screenshots").mkdir(exist_ok=True)
             page.screenshot(path=str(REPO / "docs/screenshots/search.png"), full_page=True)
+        # A word only the README holds → the project → its version → the file, whose
+        # bytes are the uploaded wheel's.
         page.goto("/+search?q=configuration")
-        with page.expect_navigation():
-            page.get_by_role("link", name="zephyr-tools").click()
-        # The project's URL (the pages lane renders it for browsers; until then the
-        # devpi redirect to its simple page answers).
-        assert "/alice/dev/" in page.url and "zephyr-tools" in page.url, page.url
+        page.get_by_role("link", name="zephyr-tools").click()
+        page.wait_for_url(re.compile(r"/alice/dev/zephyr-tools$"))
+        assert "configuration" in page.locator(".readme").inner_text()
+        page.get_by_role("link", name="1.0", exact=True).click()
+        page.wait_for_url(re.compile(r"/alice/dev/zephyr-tools/1\.0$"))
+        wheel = next(tmp_path.rglob("zephyr_tools-1.0-*.whl"))
+        expected = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        row = page.locator("table.files tbody tr", has_text=wheel.name)
+        assert row.locator("code.sha256").inner_text() == expected
+        with page.expect_download() as info:
+            page.get_by_role("link", name=wheel.name).click()
+        saved = tmp_path / "downloads" / wheel.name
+        info.value.save_as(saved)
+        assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected
 
 
 def test_search_is_reached_by_requests_json_too(server: LockgateServer) -> None:
