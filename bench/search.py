@@ -258,6 +258,36 @@ def report(backend: str, projects: int, results: dict[str, Any]) -> None:
         )
 
 
+def _kept_database(name: str) -> tuple[str, str]:
+    """The URL of a corpus database kept between runs, and "reused" when it already
+    held the corpus (a users table: `build` ran to its end before) or "created"."""
+    import psycopg
+
+    if not name.replace("_", "").isalnum():
+        raise SystemExit("--pg-database: letters, digits and _ only")
+    with psycopg.connect(
+        host="127.0.0.1", port=5432, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=name) as kept:
+                built = kept.execute(
+                    "SELECT to_regclass('search_entries') IS NOT NULL "
+                    "AND EXISTS (SELECT 1 FROM pg_stat_user_tables "
+                    "WHERE relname = 'search_entries' AND (last_analyze IS NOT NULL "
+                    "OR last_autoanalyze IS NOT NULL))"
+                ).fetchone()
+            if not (built and built[0]):
+                raise SystemExit(
+                    f"--pg-database {name}: exists but holds no built corpus; drop it first"
+                )
+            state = "reused"
+        else:
+            conn.execute(f'CREATE DATABASE "{name}"')
+            state = "created"
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", state
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -266,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--pg", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--sqlite", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--pg-database",
+        metavar="NAME",
+        help="keep the PostgreSQL corpus in this database on 127.0.0.1:5432 between runs: "
+        "built when the database does not exist, reused (not rebuilt, not dropped) when "
+        "it does; drop it yourself when done",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.projects <= 1_000_000:
         parser.error("--projects must be between 1 and 1,000,000")
@@ -281,14 +318,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.sqlite == "on":
             backends.append(("sqlite", f"sqlite:///{Path(tmp) / 'bench.sqlite'}"))
         try:
-            pg = postgres_url(args.pg, created)
+            kept: str | None = None
+            if args.pg_database and args.pg != "off":
+                pg, kept = _kept_database(args.pg_database)
+            else:
+                pg = postgres_url(args.pg, created)
             if pg:
                 backends.append(("postgresql", pg))
             for backend, url in backends:
-                log(f"{backend}: writing {args.projects:,} projects")
-                started = time.monotonic()
-                build(url, args.projects)
-                log(f"{backend}: built in {time.monotonic() - started:.0f} s; measuring")
+                if backend == "postgresql" and kept == "reused":
+                    log(f"{backend}: reusing database {args.pg_database}; measuring")
+                else:
+                    log(f"{backend}: writing {args.projects:,} projects")
+                    started = time.monotonic()
+                    build(url, args.projects)
+                    log(f"{backend}: built in {time.monotonic() - started:.0f} s; measuring")
                 results = asyncio.run(measure(url, args.rounds))
                 report(backend, args.projects, results)
                 out[backend] = results
