@@ -197,6 +197,47 @@ def build(url: str, projects: int) -> None:
         engine.dispose()
 
 
+async def compare_probe(url: str, rounds: int) -> dict[str, Any]:
+    """PostgreSQL: every query with the common-word probe (SR-10) and without it
+    (its threshold raised above any share), alternating call by call on the same
+    database, so both see the same load: the side-by-side a busy machine allows."""
+    from lockgate.db.session import Database
+    from lockgate.search import services
+    from lockgate.storage.blobs import BlobStore
+
+    db = Database(url)
+    tmp = Path(tempfile.mkdtemp(prefix="lockgate-search-bench-"))
+    blobs = BlobStore(tmp / "blobs", tmp / "tmp")
+    default = services.COMMON_FRACTION
+    timings: dict[str, dict[str, list[float]]] = {"probe": {}, "bitmap": {}}
+    try:
+        for q in QUERIES:
+            await services.search(db, blobs, None, q)
+        for _ in range(rounds):
+            for q in QUERIES:
+                for mode, fraction in (("probe", default), ("bitmap", 2.0)):
+                    services.COMMON_FRACTION = fraction
+                    started = time.perf_counter()
+                    await services.search(db, blobs, None, q)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    timings[mode].setdefault(q, []).append(elapsed)
+    finally:
+        services.COMMON_FRACTION = default
+        await db.dispose()
+    out: dict[str, Any] = {}
+    for mode, by_query in timings.items():
+        out[mode] = {q: _summary(ts) for q, ts in by_query.items()}
+        out[mode]["all"] = _summary([t for ts in by_query.values() for t in ts])
+    print(f"\npostgresql, probe vs bitmap alternating ({rounds} rounds; ms)")
+    print(
+        f"  {'query':<22} {'probe p50':>10} {'probe p99':>10} {'bitmap p50':>11} {'bitmap p99':>11}"
+    )
+    for q in [*QUERIES, "all"]:
+        a, b = out["probe"][q], out["bitmap"][q]
+        print(f"  {q:<22} {a['p50_ms']:>10} {a['p99_ms']:>10} {b['p50_ms']:>11} {b['p99_ms']:>11}")
+    return out
+
+
 async def measure(url: str, rounds: int) -> dict[str, Any]:
     from lockgate.db.session import Database
     from lockgate.search.services import search
@@ -303,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         "built when the database does not exist, reused (not rebuilt, not dropped) when "
         "it does; drop it yourself when done",
     )
+    parser.add_argument(
+        "--compare-probe",
+        action="store_true",
+        help="PostgreSQL: also time every query with and without the common-word probe, "
+        "alternating call by call (written under postgresql_probe_vs_bitmap)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.projects <= 1_000_000:
         parser.error("--projects must be between 1 and 1,000,000")
@@ -336,8 +383,11 @@ def main(argv: list[str] | None = None) -> int:
                 results = asyncio.run(measure(url, args.rounds))
                 report(backend, args.projects, results)
                 out[backend] = results
+                if backend == "postgresql" and args.compare_probe:
+                    out["postgresql_probe_vs_bitmap"] = asyncio.run(compare_probe(url, args.rounds))
         finally:
             drop_databases(created)
+    out["load_average_after"] = os.getloadavg()
     target = Path(__file__).resolve().parent / "results" / "search-latest.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(out, indent=2) + "\n")

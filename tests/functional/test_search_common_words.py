@@ -33,10 +33,12 @@ def _row(n: int, index_id: int) -> dict[str, Any]:
     words = ["filler", f"w{n % 97}"]
     if n % 10 != 0:
         words.append("gamma")  # 90 % of rows: the probe finds the capped count
-    if n % 10 < 6:
-        words.append("alpha")  # 60 %
-    if n % 10 >= 5:
-        words.append("beta")  # 50 %; with alpha in 10 % only: the probe falls short
+    # alpha and beta: each in 75 % of rows, so together in ~56 % by the statistics,
+    # really in the second half only: the probe reads the first half and falls short.
+    if n >= ROWS // 2 or n % 2 == 0:
+        words.append("alpha")
+    if n >= ROWS // 2 or n % 2 == 1:
+        words.append("beta")
     if n % 1000 == 7:
         words.append("gammaray")
     name = f"pkg-{n:05d}"
@@ -124,7 +126,7 @@ def _answer(results: services.Results) -> list[tuple[str, int, str]]:
     [
         ("gamma", True),  # in 90 % of rows: the probe's answer
         ("gam", True),  # a prefix of it: at least as common
-        ("alpha beta", True),  # estimated 30 %, really 10 %: the probe falls short
+        ("alpha beta", True),  # the probe falls short: the bitmap's answer after all
         ("gammaray", False),  # rare: the bitmap alone
         ("nowhere", False),
     ],
