@@ -7,7 +7,9 @@ Ranking (the issue's order): the exact name, then names starting with the query,
 then projects whose summary holds every word, then the rest; within each tier by a
 score computed here on the short columns, then by name. Bounded: the database yields
 at most COUNT_CAP + 1 matches and only the first RANK_CANDIDATES are ranked, so a
-common word costs what a rare one does (docs/reliability.md SR-9).
+common word costs what a rare one does (docs/reliability.md SR-9). On PostgreSQL the
+words ANALYZE's statistics put in most rows are read from the table's first blocks up
+to that cap instead of the GIN bitmap of nearly every row (SR-10).
 """
 
 from __future__ import annotations
