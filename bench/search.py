@@ -197,6 +197,47 @@ def build(url: str, projects: int) -> None:
         engine.dispose()
 
 
+async def compare_probe(url: str, rounds: int) -> dict[str, Any]:
+    """PostgreSQL: every query with the common-word probe (SR-10) and without it
+    (its threshold raised above any share), alternating call by call on the same
+    database, so both see the same load: the side-by-side a busy machine allows."""
+    from lockgate.db.session import Database
+    from lockgate.search import services
+    from lockgate.storage.blobs import BlobStore
+
+    db = Database(url)
+    tmp = Path(tempfile.mkdtemp(prefix="lockgate-search-bench-"))
+    blobs = BlobStore(tmp / "blobs", tmp / "tmp")
+    default = services.COMMON_FRACTION
+    timings: dict[str, dict[str, list[float]]] = {"probe": {}, "bitmap": {}}
+    try:
+        for q in QUERIES:
+            await services.search(db, blobs, None, q)
+        for _ in range(rounds):
+            for q in QUERIES:
+                for mode, fraction in (("probe", default), ("bitmap", 2.0)):
+                    services.COMMON_FRACTION = fraction
+                    started = time.perf_counter()
+                    await services.search(db, blobs, None, q)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    timings[mode].setdefault(q, []).append(elapsed)
+    finally:
+        services.COMMON_FRACTION = default
+        await db.dispose()
+    out: dict[str, Any] = {}
+    for mode, by_query in timings.items():
+        out[mode] = {q: _summary(ts) for q, ts in by_query.items()}
+        out[mode]["all"] = _summary([t for ts in by_query.values() for t in ts])
+    print(f"\npostgresql, probe vs bitmap alternating ({rounds} rounds; ms)")
+    print(
+        f"  {'query':<22} {'probe p50':>10} {'probe p99':>10} {'bitmap p50':>11} {'bitmap p99':>11}"
+    )
+    for q in [*QUERIES, "all"]:
+        a, b = out["probe"][q], out["bitmap"][q]
+        print(f"  {q:<22} {a['p50_ms']:>10} {a['p99_ms']:>10} {b['p50_ms']:>11} {b['p99_ms']:>11}")
+    return out
+
+
 async def measure(url: str, rounds: int) -> dict[str, Any]:
     from lockgate.db.session import Database
     from lockgate.search.services import search
@@ -258,6 +299,36 @@ def report(backend: str, projects: int, results: dict[str, Any]) -> None:
         )
 
 
+def _kept_database(name: str) -> tuple[str, str]:
+    """The URL of a corpus database kept between runs, and "reused" when it already
+    held the corpus (a users table: `build` ran to its end before) or "created"."""
+    import psycopg
+
+    if not name.replace("_", "").isalnum():
+        raise SystemExit("--pg-database: letters, digits and _ only")
+    with psycopg.connect(
+        host="127.0.0.1", port=5432, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=name) as kept:
+                built = kept.execute(
+                    "SELECT to_regclass('search_entries') IS NOT NULL "
+                    "AND EXISTS (SELECT 1 FROM pg_stat_user_tables "
+                    "WHERE relname = 'search_entries' AND (last_analyze IS NOT NULL "
+                    "OR last_autoanalyze IS NOT NULL))"
+                ).fetchone()
+            if not (built and built[0]):
+                raise SystemExit(
+                    f"--pg-database {name}: exists but holds no built corpus; drop it first"
+                )
+            state = "reused"
+        else:
+            conn.execute(f'CREATE DATABASE "{name}"')
+            state = "created"
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", state
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -266,6 +337,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--pg", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--sqlite", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--pg-database",
+        metavar="NAME",
+        help="keep the PostgreSQL corpus in this database on 127.0.0.1:5432 between runs: "
+        "built when the database does not exist, reused (not rebuilt, not dropped) when "
+        "it does; drop it yourself when done",
+    )
+    parser.add_argument(
+        "--compare-probe",
+        action="store_true",
+        help="PostgreSQL: also time every query with and without the common-word probe, "
+        "alternating call by call (written under postgresql_probe_vs_bitmap)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.projects <= 1_000_000:
         parser.error("--projects must be between 1 and 1,000,000")
@@ -281,19 +365,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.sqlite == "on":
             backends.append(("sqlite", f"sqlite:///{Path(tmp) / 'bench.sqlite'}"))
         try:
-            pg = postgres_url(args.pg, created)
+            kept: str | None = None
+            if args.pg_database and args.pg != "off":
+                pg, kept = _kept_database(args.pg_database)
+            else:
+                pg = postgres_url(args.pg, created)
             if pg:
                 backends.append(("postgresql", pg))
             for backend, url in backends:
-                log(f"{backend}: writing {args.projects:,} projects")
-                started = time.monotonic()
-                build(url, args.projects)
-                log(f"{backend}: built in {time.monotonic() - started:.0f} s; measuring")
+                if backend == "postgresql" and kept == "reused":
+                    log(f"{backend}: reusing database {args.pg_database}; measuring")
+                else:
+                    log(f"{backend}: writing {args.projects:,} projects")
+                    started = time.monotonic()
+                    build(url, args.projects)
+                    log(f"{backend}: built in {time.monotonic() - started:.0f} s; measuring")
                 results = asyncio.run(measure(url, args.rounds))
                 report(backend, args.projects, results)
                 out[backend] = results
+                if backend == "postgresql" and args.compare_probe:
+                    out["postgresql_probe_vs_bitmap"] = asyncio.run(compare_probe(url, args.rounds))
         finally:
             drop_databases(created)
+    out["load_average_after"] = os.getloadavg()
     target = Path(__file__).resolve().parent / "results" / "search-latest.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(out, indent=2) + "\n")

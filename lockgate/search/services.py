@@ -7,7 +7,9 @@ Ranking (the issue's order): the exact name, then names starting with the query,
 then projects whose summary holds every word, then the rest; within each tier by a
 score computed here on the short columns, then by name. Bounded: the database yields
 at most COUNT_CAP + 1 matches and only the first RANK_CANDIDATES are ranked, so a
-common word costs what a rare one does (docs/reliability.md SR-9).
+common word costs what a rare one does (docs/reliability.md SR-9). On PostgreSQL the
+words ANALYZE's statistics put in most rows are read from the table's first blocks up
+to that cap instead of the GIN bitmap of nearly every row (SR-10).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import bisect
 import html
 import re
+import time
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -215,6 +218,48 @@ _MATCHES = {
             WHERE e.document @@ to_tsquery('simple', :tsq) {filter} LIMIT :cap
         ) c LIMIT :wanted""",
 }
+# PostgreSQL, a query whose words are in most rows (SR-10): the GIN bitmap of such a
+# word holds nearly every row and costs 30-60 ms to build at 100,000 projects,
+# whatever the LIMIT (a bitmap index scan cannot stop early). The same first matches
+# in table order (a bitmap heap scan visits blocks in order, as this does) come from
+# reading the table's first blocks, stopping at the LIMIT: a TID range scan up to the
+# block where, by ANALYZE's statistics, about _PROBE_MARGIN x the capped count of
+# matches should have been seen. Taken only when it found the capped count (then it is
+# exactly what the bitmap would have given); else the bitmap statement runs as before,
+# so a misjudged word costs one bounded probe more, never a wrong answer.
+_PROBE_MATCHES = """
+    SELECT c.*, count(*) OVER () AS total FROM (
+        SELECT {cols} FROM search_entries e
+        WHERE e.ctid < CAST(:before AS tid)
+          AND e.document @@ to_tsquery('simple', :tsq) {filter} LIMIT :cap
+    ) c LIMIT :wanted"""
+# Probe only when the words are estimated in at least this share of the rows in
+# scope. Measured at 100,000 projects (bench/search.py): the probe costs ~9 µs per
+# row read (each row's tsvector is decompressed and matched), the bitmap ~0.3 µs per
+# matching row (`http`, in every row: 9 ms against 30-60 ms; a word in 20 % of rows,
+# `rend`: the probe reads ~5,000 rows and is slower than its bitmap). At 0.5 the probe
+# reads at most COUNT_CAP / 0.5 x _PROBE_MARGIN ≈ 4,000 rows (~36 ms when it misjudges).
+COMMON_FRACTION = 0.5
+_PROBE_MARGIN = 2.0
+# ANALYZE's statistics of the search table, read at most this often per database
+# (they change when autovacuum analyzes the table, not per write).
+_STATS_SECONDS = 300.0
+_STATS_SQL = """
+    SELECT c.reltuples, c.relpages,
+        (SELECT s.most_common_elems::text::text[] FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname
+           AND s.attname = 'document') AS lexemes,
+        (SELECT s.most_common_elem_freqs FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname
+           AND s.attname = 'document') AS lexeme_freqs,
+        (SELECT s.most_common_vals::text::text[] FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname
+           AND s.attname = 'index_id') AS index_ids,
+        (SELECT s.most_common_freqs FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname
+           AND s.attname = 'index_id') AS index_freqs
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = to_regclass('search_entries')"""
 # Without an index filter no join: the FTS table alone.
 _MATCHES_UNFILTERED_SQLITE = """
     SELECT rowid AS id FROM search_fts WHERE search_fts MATCH :fts
@@ -329,6 +374,74 @@ def _rank(
     return [item[4] for item in ranked] + rest
 
 
+@dataclass(frozen=True)
+class TableStats:
+    """What ANALYZE last saw of the search table (PostgreSQL): its size, the share of
+    rows holding each of its most common lexemes, and each index's share of rows."""
+
+    rows: float
+    pages: int
+    lexemes: dict[str, float]
+    indexes: dict[int, float]
+
+    def fraction(self, words: tuple[str, ...], ids: list[int] | None) -> float:
+        """A low estimate of the share of rows matching every word (as prefixes) in
+        the indexes `ids` (None: every index). Per word the most frequent common
+        lexeme it is a prefix of (a prefix matches at least that lexeme's rows); 0
+        when a word is not among the common lexemes. Words are taken as independent,
+        which can overestimate words that seldom occur together: the probe's own
+        check (it must find the capped count) keeps the answer right."""
+        share = 1.0
+        for word in words:
+            share *= max((f for lex, f in self.lexemes.items() if lex.startswith(word)), default=0)
+        if ids is not None:
+            share *= min(1.0, sum(self.indexes.get(i, 0.0) for i in ids))
+        return share
+
+    def probe_end(self, fraction: float) -> str | None:
+        """The TID before which the probe stops, or None when no probe is worth it."""
+        if fraction < COMMON_FRACTION or self.rows <= 0 or self.pages <= 0:
+            return None
+        rows_per_page = self.rows / self.pages
+        needed = (COUNT_CAP + 1) / fraction * _PROBE_MARGIN
+        pages = int(needed / rows_per_page) + 1
+        return None if pages >= self.pages else f"({pages},0)"
+
+
+# Database URL → (monotonic time read, stats); None while the table was never analyzed.
+_STATS: dict[str, tuple[float, TableStats | None]] = {}
+
+
+def _stats_from_row(row: Any) -> TableStats | None:
+    if row is None or not row.lexemes or not row.lexeme_freqs:
+        return None
+    # most_common_elem_freqs has the lexemes' frequencies, then extra entries (the
+    # minimum, maximum and null frequency): zip stops at the lexemes.
+    lexemes = dict(zip(row.lexemes, (float(f) for f in row.lexeme_freqs), strict=False))
+    indexes: dict[int, float] = {}
+    for value, freq in zip(row.index_ids or [], row.index_freqs or [], strict=False):
+        if str(value).isdigit():
+            indexes[int(value)] = float(freq)
+    return TableStats(float(row.reltuples), int(row.relpages), lexemes, indexes)
+
+
+async def table_stats(session: AsyncSession) -> TableStats | None:
+    """The search table's statistics (PostgreSQL), cached for _STATS_SECONDS."""
+    key = str(session.get_bind().engine.url)
+    now = time.monotonic()
+    cached = _STATS.get(key)
+    if cached is not None and now - cached[0] < _STATS_SECONDS:
+        return cached[1]
+    stats = _stats_from_row((await session.execute(text(_STATS_SQL))).first())
+    _STATS[key] = (now, stats)
+    return stats
+
+
+def forget_table_stats() -> None:
+    """Read the statistics again at the next search (after an ANALYZE)."""
+    _STATS.clear()
+
+
 async def _database_hits(
     session: AsyncSession, sqlite: bool, query: Query, ids: list[int] | None, upto: int
 ) -> tuple[list[dict[str, Any]], int]:
@@ -381,15 +494,43 @@ async def _database_hits(
                 _expanding(_ROWS.format(cols=COLUMNS), "wanted"), {"wanted": found}
             )
             keys = list(result.keys())
-            rows = {row[0]: dict(zip(keys, row, strict=True)) for row in result.tuples()}
+            rows = {row[0]: dict(zip(keys, row, strict=True)) for row in result}
             matches = [rows[row_id] for row_id in found if row_id in rows]
     else:
         wanted = max(RANK_CANDIDATES, upto + len(taken))
-        result = await session.execute(
-            statement(_MATCHES["postgresql"]), {**params, "wanted": wanted}
-        )
-        keys = list(result.keys())
-        matches = [dict(zip(keys, row, strict=True)) for row in result.tuples()]
+        probe: list[dict[str, Any]] | None = None
+        stats = await table_stats(session)
+        before = stats.probe_end(stats.fraction(query.words, ids)) if stats else None
+        if before is not None:
+            # The probe reads blocks in order, never through an index (SR-10).
+            await session.execute(
+                text(
+                    "SELECT set_config('enable_bitmapscan', 'off', true), "
+                    "set_config('enable_indexscan', 'off', true)"
+                )
+            )
+            result = await session.execute(
+                statement(_PROBE_MATCHES), {**params, "wanted": wanted, "before": before}
+            )
+            keys = list(result.keys())
+            probed = [dict(zip(keys, row, strict=True)) for row in result]
+            if probed and probed[0]["total"] > COUNT_CAP:
+                probe = probed  # the capped count found: what the bitmap would give
+            else:  # the bitmap statement after all, planned as without the probe
+                await session.execute(
+                    text(
+                        "SELECT set_config('enable_bitmapscan', 'on', true), "
+                        "set_config('enable_indexscan', 'on', true)"
+                    )
+                )
+        if probe is not None:
+            matches = probe
+        else:
+            result = await session.execute(
+                statement(_MATCHES["postgresql"]), {**params, "wanted": wanted}
+            )
+            keys = list(result.keys())
+            matches = [dict(zip(keys, row, strict=True)) for row in result]
         count = int(matches[0].pop("total")) if matches else 0
         for match in matches[1:]:
             del match["total"]
