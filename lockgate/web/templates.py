@@ -8,10 +8,12 @@ the pages work without JavaScript, and the network they run in is closed.
 Jinja2 is imported, and the environment built, at the first page rendered: installers,
 uploaders and devpi-client never get a page, so a worker serving only them never pays
 for Jinja2 and its compiled templates (~2 MiB per worker; tests/unit/test_startup.py).
+That first import (~0.1-0.2 s of CPU) runs in a thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,13 @@ def environment() -> jinja2.Environment:
     return env
 
 
+async def _loaded_environment() -> jinja2.Environment:
+    """`environment()`, its first call (the Jinja2 import) made in a thread."""
+    if environment.cache_info().currsize:
+        return environment()
+    return await asyncio.to_thread(environment)
+
+
 # Values every page sees (the signed-in user, a CSRF token…), added by whoever owns them.
 ContextProvider = Callable[[web.Request], Awaitable[dict[str, Any]]]
 CONTEXT_PROVIDERS: list[ContextProvider] = []
@@ -71,7 +80,7 @@ async def render_page(
     """Render `template` with the shared page context and the page security headers."""
     values = await page_context(request)
     values.update(context)
-    body = environment().get_template(template).render(**values)
+    body = (await _loaded_environment()).get_template(template).render(**values)
     return web.Response(
         text=body,
         status=status,
@@ -81,7 +90,7 @@ async def render_page(
     )
 
 
-def render_fragment(template: str, **context: Any) -> str:
+async def render_fragment(template: str, **context: Any) -> str:
     """A template rendered without the per-request context: the part of a page that is
     the same for every caller, which pages cache per serial and wrap with `page.html`."""
-    return environment().get_template(template).render(**context)
+    return (await _loaded_environment()).get_template(template).render(**context)
