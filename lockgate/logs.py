@@ -19,7 +19,11 @@ def configure_logging(log_format: str = "auto", level: int = logging.INFO) -> No
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     _json_mode = use_json
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if use_json
+        # Plain tracebacks whether or not rich is installed (lockgate/__init__.py keeps
+        # rich out of the server's memory).
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[

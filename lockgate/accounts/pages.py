@@ -34,7 +34,7 @@ async def user_page(request: web.Request) -> web.Response:
         user = await require_user(session, name)
         indexes = await user_indexes(session, name)
     shown = await page_readable_indexes(request, indexes)
-    body = render_fragment("user.html", user=user, indexes=shown)
+    body = await render_fragment("user.html", user=user, indexes=shown)
     return await render_page(
         request,
         "page.html",

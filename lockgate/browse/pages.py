@@ -97,7 +97,7 @@ async def index_page(request: web.Request) -> web.Response:
             index = await require_index(session, user, name)
             chain = await resolve_chain(session, index)
             listing = await project_listing(session, chain, query, page)
-        body = render_fragment(
+        body = await render_fragment(
             "index.html",
             index=index,
             config=index.public_config(),
@@ -159,7 +159,7 @@ async def _render_details(
         meta.get("description_content_type"),
     )
     if version is None:
-        return render_fragment(
+        return await render_fragment(
             template, details=details, description=description, base_url=_base_url(request)
         )
     release = details.version(version)
@@ -182,7 +182,7 @@ async def _render_details(
         for label, _, url in (str(item).partition(",") for item in urls or [])
         if url.strip()
     ]
-    return render_fragment(
+    return await render_fragment(
         template,
         details=details,
         release=release,

@@ -13,16 +13,19 @@ import datetime
 import time
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockgate.db.session import Database
 from lockgate.distfiles import project_from_filename
 from lockgate.downloads.models import DownloadCount
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 log = structlog.get_logger("lockgate.downloads")
 
@@ -95,9 +98,17 @@ async def add_counts(session: AsyncSession, batch: Counter[Key]) -> None:
         {"index_path": i, "filename": f, "day": d, "project": p, "count": n}
         for (i, f, d, p), n in sorted(batch.items())
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(DownloadCount).values(rows)
+    # The dialect's own module, imported here: importing the PostgreSQL dialect package
+    # (every driver's dialect module, ~2 MiB) into a server on SQLite would be waste.
+    statement: postgresql.Insert | sqlite.Insert
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement = postgresql_insert(DownloadCount).values(rows)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(DownloadCount).values(rows)
     statement = statement.on_conflict_do_update(
         index_elements=["index_path", "filename", "day"],
         set_={"count": DownloadCount.count + statement.excluded.count},

@@ -24,16 +24,38 @@ def test_current_revision_of_an_empty_and_a_migrated_database(tmp_path: object) 
 
 def test_serve_imports_neither_alembic_nor_the_other_commands() -> None:
     """The start-up of `lockgate serve` (and so of every worker) pays for no module it
-    does not use: Alembic, rich's progress bars, the admin commands' client, the
-    description renderers (readme_renderer, docutils: imported on first use)."""
+    does not use: Alembic, rich (neither its progress bars nor, through structlog.dev, its
+    tracebacks and pygments), the admin commands' client, the description renderers
+    (readme_renderer, docutils), Jinja2 (the first page rendered imports it) and the
+    PostgreSQL dialect (imported by a server on PostgreSQL when it first needs it)."""
     code = (
         "import sys; import lockgate.cli.main, lockgate.server.app, lockgate.server.workers;"
         "from lockgate.serverdir import check_serveable;"
         "print(' '.join(sorted(m for m in sys.modules if m.startswith("
-        "('alembic', 'rich.progress', 'lockgate.cli.admin', 'lockgate.cli.mirror',"
-        "'readme_renderer', 'docutils')))))"
+        "('alembic', 'rich', 'pygments', 'lockgate.cli.admin', 'lockgate.cli.mirror',"
+        "'readme_renderer', 'docutils', 'jinja2', 'sqlalchemy.dialects.postgresql')))))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert loaded == []
+
+
+def test_rich_stays_importable_and_console_logs_use_plain_tracebacks() -> None:
+    """Hiding rich from structlog's import (lockgate/__init__.py) leaves rich importable
+    for the commands that draw progress bars, and a console log renders an exception
+    with the plain traceback formatter."""
+    code = (
+        "import lockgate, structlog.dev, rich.progress;"
+        "from lockgate.logs import configure_logging;"
+        "configure_logging('console');"
+        "log = structlog.get_logger('t')\n"
+        "try:\n    1 / 0\nexcept ZeroDivisionError:\n    log.exception('boom')\n"
+        "print(structlog.dev.rich is None, rich.progress.Progress.__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "Progress"]
+    assert "boom" in result.stderr
+    assert "Traceback (most recent call last):" in result.stderr
+    assert "ZeroDivisionError: division by zero" in result.stderr
