@@ -21,10 +21,10 @@ from lockgate.db.session import DATABASE
 from lockgate.downloads.services import DOWNLOADS
 from lockgate.errors import BadRequest, NotFound
 from lockgate.http.pagecache import FILES, PAGES, CachedPage
+from lockgate.http.requests import project_in_path
 from lockgate.indexes.access import require_page_read
 from lockgate.indexes.services import IndexView, require_index, resolve_chain
 from lockgate.mirror.services import MIRROR
-from lockgate.names import is_valid_project_name
 from lockgate.storage.blobs import BLOBS
 from lockgate.web.templates import render_fragment, render_page
 
@@ -111,19 +111,12 @@ async def index_page(request: web.Request) -> web.Response:
     )
 
 
-def _project_in_path(request: web.Request) -> str:
-    project = request.match_info["project"]
-    if not is_valid_project_name(project):
-        raise NotFound(f"{project!r} is not a valid project name")
-    return project
-
-
 async def _details_page(
     request: web.Request, template: str, version: str | None
 ) -> tuple[CachedPage, str]:
     """The cached main part of a project (or release) page, and the project's name."""
     user, name = request.match_info["user"], request.match_info["index"]
-    normalized = canonicalize_name(_project_in_path(request))
+    normalized = canonicalize_name(project_in_path(request))
     db, pages, mirror = request.app[DATABASE], request.app[PAGES], request.app[MIRROR]
     key = (
         f"page:{template}",
@@ -197,7 +190,7 @@ async def project_page(request: web.Request) -> web.StreamResponse:
     description and the download chart."""
     user, name = request.match_info["user"], request.match_info["index"]
     await require_page_read(request, user, name)
-    project = _project_in_path(request)
+    project = project_in_path(request)
     normalized: str = canonicalize_name(project)
     if project != normalized or request.path.endswith("/"):
         raise web.HTTPMovedPermanently(f"/{user}/{name}/{normalized}")
@@ -210,7 +203,7 @@ async def version_page(request: web.Request) -> web.StreamResponse:
     """`/{user}/{index}/{project}/{version}`: files, metadata, description, test results."""
     user, name = request.match_info["user"], request.match_info["index"]
     await require_page_read(request, user, name)
-    project = _project_in_path(request)
+    project = project_in_path(request)
     version = request.match_info["version"]
     normalized: str = canonicalize_name(project)
     if project != normalized:

@@ -7,9 +7,19 @@ from typing import Any
 
 from aiohttp import web
 
-from lockgate.errors import BadRequest
+from lockgate.errors import BadRequest, NotFound
+from lockgate.names import is_valid_project_name
 
 MAX_JSON_BODY = 1024 * 1024
+
+
+def project_in_path(request: web.Request) -> str:
+    """The `{project}` of the route as written; 404 when it cannot be a project name
+    (nothing by that name can exist, so nothing is looked up)."""
+    project = request.match_info["project"]
+    if not is_valid_project_name(project):
+        raise NotFound(f"{project!r} is not a valid project name")
+    return project
 
 
 async def read_json(request: web.Request) -> Any:

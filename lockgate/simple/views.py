@@ -10,12 +10,12 @@ from packaging.utils import canonicalize_name
 from lockgate.catalog.lookup import confirm_mirrors, lookup_project
 from lockgate.catalog.services import project_names
 from lockgate.db.session import DATABASE
-from lockgate.errors import NotAcceptable, NotFound
+from lockgate.errors import NotAcceptable
 from lockgate.http.files import if_none_match
 from lockgate.http.pagecache import PAGES, CachedPage
+from lockgate.http.requests import project_in_path
 from lockgate.indexes.access import index_and_chain, require_read
 from lockgate.mirror.services import MIRROR
-from lockgate.names import is_valid_project_name
 from lockgate.simple.negotiation import JSON_V1, SERVED, TEXT_HTML, negotiate
 from lockgate.simple.render import (
     project_list,
@@ -112,9 +112,7 @@ async def _upstream_list(
 async def simple_project(request: web.Request) -> web.Response:
     user, name = request.match_info["user"], request.match_info["index"]
     await require_read(request, user, name)
-    project = request.match_info["project"]
-    if not is_valid_project_name(project):
-        raise NotFound(f"{project!r} is not a valid project name")
+    project = project_in_path(request)
     normalized = canonicalize_name(project)
     if normalized != project or not request.path.endswith("/"):
         location = f"/{user}/{name}/+simple/{normalized}/"
@@ -160,9 +158,7 @@ async def devpi_project_redirect(request: web.Request) -> web.Response:
     """`/{user}/{index}/{project}/`: devpi guides give installers the index URL
     itself (no `+simple/`), so pip and uv ask here; send them to the simple page."""
     user, name = request.match_info["user"], request.match_info["index"]
-    project = request.match_info["project"]
-    if not is_valid_project_name(project):
-        raise NotFound(f"{project!r} is not a valid project name")
+    project = project_in_path(request)
     location = f"/{user}/{name}/+simple/{canonicalize_name(project)}/"
     if request.query_string:
         location += "?" + request.query_string
